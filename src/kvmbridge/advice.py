@@ -1,0 +1,34 @@
+"""Warnings: choices that are legal but risky, printed without changing exit codes."""
+
+from __future__ import annotations
+
+from .keypath import keypath
+from .model import HostProfile
+from .rules import Problem
+
+
+def profile_warnings(profile: HostProfile) -> list[Problem]:
+    found: list[Problem] = []
+    for name, bridge in profile.bridges.items():
+        at = ("bridges", name)
+        if bridge.ipv4.method == "dhcp" and bridge.hwaddress is None:
+            found.append((
+                keypath(*at, "hwaddress"),
+                "DHCP without hwaddress: the bridge gets a new MAC and so maybe a new lease and address; "
+                f"set hwaddress = \"{bridge.ports[0]}\" to keep the port's" if bridge.ports else
+                "DHCP without hwaddress: the bridge's MAC, and so its lease, may change at every boot",
+            ))
+        if not bridge.stp and len(bridge.ports) > 1:
+            found.append((keypath(*at, "stp"), "two or more ports without STP: a loop between them floods the LAN"))
+        if bridge.ipv6 is not None and bridge.ipv6.method == "auto" and profile.sysctl.ipv6_forward:
+            found.append((
+                keypath(*at, "ipv6", "method"),
+                "with ipv6_forward on, the kernel ignores router advertisements (accept_ra=1): SLAAC will not configure",
+            ))
+    if profile.sysctl.ip_forward:
+        found.append((
+            keypath("sysctl", "ip_forward"),
+            "bridged VM traffic is switched, not routed: IP forwarding is only needed if this host also routes "
+            "(set ip_forward = false otherwise)",
+        ))
+    return found

@@ -1,0 +1,27 @@
+"""The rendered file set: what a profile puts on disk, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One destination: a regular file (`data`) or a symlink (`link`).
+
+    `path` is absolute on the target system (`/etc/network/interfaces`);
+    only `Root` ever joins it under a prefix.
+    """
+
+    path: str
+    mode: int
+    data: bytes | None = None
+    link: str | None = None
+    target: str = ""
+
+    @property
+    def relpath(self) -> str:
+        return self.path.lstrip("/")
+
+
+RenderedSet = tuple[RenderedFile, ...]

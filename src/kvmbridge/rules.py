@@ -1,0 +1,262 @@
+"""Cross-field rules of a profile: what types alone cannot say.
+
+Each rule returns problems as (key path, message) so the loader can name the
+file and the key. Rules are strict on purpose: every value ends up in files
+that ifupdown's shell hooks, udev and libvirt read as root at boot.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+
+from .keypath import keypath
+from .model import Bridge, HostProfile, IPv4, IPv6
+
+Problem = tuple[str, str]
+
+IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+# Words bridge-utils' `bridge_ports` parser treats as keywords, not names.
+RESERVED_IFNAMES = frozenset({"lo", "all", "none", "regex", "noregex"})
+NETNAME = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
+HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+SOURCE_GLOB = re.compile(r"/[A-Za-z0-9_.*?\[\]/+-]*")
+
+# Kernel limits (net/bridge/br_private.h, checked with `ip link` here), in seconds.
+RANGES: dict[str, tuple[int, int]] = {
+    "forward_delay": (0, 30),
+    "max_wait": (0, 3600),
+    "hello_time": (1, 10),
+    "max_age": (6, 40),
+    "ageing": (0, 1_000_000),
+    "priority": (0, 65535),
+    "mtu": (68, 65535),
+}
+
+
+def check_hostname(name: str) -> str | None:
+    """Why `name` is not an RFC 1123 host name, or None when it is one."""
+    if len(name) > 253 or not all(HOSTNAME_LABEL.fullmatch(label) for label in name.split(".")):
+        return f"{name!r} is not a valid host name (letters, digits and '-', labels joined by '.')"
+    return None
+
+
+def check_ifname(name: str) -> str | None:
+    """Why `name` cannot be a Linux interface name we write into shell-read files."""
+    if not IFNAME.fullmatch(name) or name in (".", ".."):
+        return f"{name!r} is not a valid interface name (1-15 characters from A-Z a-z 0-9 _ . -)"
+    if name.startswith("-"):
+        return f"{name!r} must not start with '-' (scripts would read it as an option)"
+    if name in RESERVED_IFNAMES:
+        return f"{name!r} is reserved (ifupdown or bridge-utils give it a special meaning)"
+    return None
+
+
+def check_profile(profile: HostProfile) -> list[Problem]:
+    """Every broken rule of `profile`, in key order."""
+    problems = list(_check_top(profile))
+    for name, bridge in profile.bridges.items():
+        problems.extend(_check_bridge(name, bridge))
+    problems.extend(_check_ports(profile))
+    problems.extend(_check_gateways(profile))
+    problems.extend(_check_networks(profile))
+    return problems
+
+
+def _check_top(profile: HostProfile) -> Iterator[Problem]:
+    why = check_hostname(profile.hostname)
+    if why:
+        yield "hostname", why
+    for i, pattern in enumerate(profile.interfaces.source):
+        if not SOURCE_GLOB.fullmatch(pattern) or "/../" in pattern + "/" or "//" in pattern:
+            yield (
+                keypath("interfaces", "source", i),
+                f"{pattern!r} is not an absolute path or glob (characters A-Z a-z 0-9 _ . * ? [ ] / + -)",
+            )
+    if not profile.bridges:
+        yield "bridges", "the profile defines no bridge; add a [bridges.NAME] table"
+
+
+def _check_bridge(name: str, bridge: Bridge) -> Iterator[Problem]:
+    at = ("bridges", name)
+    why = check_ifname(name)
+    if why:
+        yield keypath(*at), why
+    seen: set[str] = set()
+    for i, port in enumerate(bridge.ports):
+        why = check_ifname(port)
+        if why:
+            yield keypath(*at, "ports", i), why
+        elif port in seen:
+            yield keypath(*at, "ports", i), f"{port!r} is listed twice"
+        seen.add(port)
+    for key, (low, high) in RANGES.items():
+        value = getattr(bridge, key)
+        if value is not None and not low <= value <= high:
+            yield keypath(*at, key), f"{value} is outside {low}..{high}"
+    if bridge.stp and bridge.forward_delay < 2:
+        yield keypath(*at, "forward_delay"), "must be 2..30 when stp = true (the kernel refuses less)"
+    if bridge.hwaddress is not None:
+        why = _check_hwaddress(bridge.hwaddress, bridge.ports)
+        if why:
+            yield keypath(*at, "hwaddress"), why
+    yield from _check_ipv4(bridge.ipv4, at)
+    if bridge.ipv6 is not None:
+        yield from _check_ipv6(bridge.ipv6, at)
+        if bridge.mtu is not None and bridge.mtu < 1280:
+            yield keypath(*at, "mtu"), f"{bridge.mtu} is below 1280, the minimum for IPv6"
+
+
+def _check_hwaddress(value: str, ports: tuple[str, ...]) -> str | None:
+    if MAC.fullmatch(value):
+        first = int(value[:2], 16)
+        if first & 1:
+            return f"{value} is a multicast address; a bridge needs a unicast MAC"
+        if value == "00:00:00:00:00:00":
+            return "00:00:00:00:00:00 is not a usable MAC"
+        return None
+    if value in ports:
+        return None
+    return f"{value!r} is neither a MAC (aa:bb:cc:dd:ee:ff) nor one of this bridge's ports"
+
+
+def _check_dns(dns: tuple[str, ...], at: tuple[str, ...]) -> Iterator[Problem]:
+    for i, server in enumerate(dns):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            yield keypath(*at, "dns", i), f"{server!r} is not an IP address"
+
+
+def _only_static(block: IPv4 | IPv6, at: tuple[str, ...]) -> Iterator[Problem]:
+    for key in ("address", "gateway"):
+        if getattr(block, key) is not None:
+            yield keypath(*at, key), f"is only used with method = \"static\", not {block.method!r}"
+    if block.method == "manual" and block.dns:
+        yield keypath(*at, "dns"), "is not used with method = \"manual\""
+
+
+def _check_ipv4(block: IPv4, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
+    at = (*bridge_at, "ipv4")
+    yield from _check_dns(block.dns, at)
+    if block.method != "static":
+        yield from _only_static(block, at)
+        return
+    if block.address is None:
+        yield keypath(*at, "address"), "is required with method = \"static\" (e.g. \"10.0.0.2/24\")"
+        return
+    try:
+        iface = ipaddress.IPv4Interface(block.address)
+    except ValueError:
+        yield keypath(*at, "address"), f"{block.address!r} is not an IPv4 address with prefix (e.g. \"10.0.0.2/24\")"
+        return
+    if "/" not in block.address:
+        yield keypath(*at, "address"), f"{block.address!r} needs a prefix length (e.g. \"{block.address}/24\")"
+        return
+    ip, net = iface.ip, iface.network
+    if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+        yield keypath(*at, "address"), f"{ip} cannot be a host address"
+        return
+    if net.prefixlen <= 30 and ip in (net.network_address, net.broadcast_address):
+        kind = "network" if ip == net.network_address else "broadcast"
+        yield keypath(*at, "address"), f"{ip} is the {kind} address of {net}"
+    if block.gateway is not None:
+        yield from _check_gateway4(block.gateway, iface, at)
+
+
+def _check_gateway4(gateway: str, iface: ipaddress.IPv4Interface, at: tuple[str, ...]) -> Iterator[Problem]:
+    try:
+        gw = ipaddress.IPv4Address(gateway)
+    except ValueError:
+        yield keypath(*at, "gateway"), f"{gateway!r} is not an IPv4 address"
+        return
+    net = iface.network
+    if gw not in net:
+        yield keypath(*at, "gateway"), f"{gw} is outside {iface.with_prefixlen}"
+    elif gw == iface.ip:
+        yield keypath(*at, "gateway"), f"{gw} is this bridge's own address"
+    elif net.prefixlen <= 30 and gw in (net.network_address, net.broadcast_address):
+        yield keypath(*at, "gateway"), f"{gw} is the network or broadcast address of {net}"
+
+
+def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
+    at = (*bridge_at, "ipv6")
+    yield from _check_dns(block.dns, at)
+    if block.method != "static":
+        yield from _only_static(block, at)
+        return
+    if block.address is None or "/" not in block.address:
+        yield keypath(*at, "address"), "is required with method = \"static\", with a prefix (e.g. \"2001:db8::2/64\")"
+        return
+    try:
+        iface = ipaddress.IPv6Interface(block.address)
+    except ValueError:
+        yield keypath(*at, "address"), f"{block.address!r} is not an IPv6 address with prefix"
+        return
+    ip = iface.ip
+    if ip.is_loopback or ip.is_multicast or ip.is_unspecified:
+        yield keypath(*at, "address"), f"{ip} cannot be a host address"
+        return
+    if block.gateway is None:
+        return
+    try:
+        gw = ipaddress.IPv6Address(block.gateway)
+    except ValueError:
+        yield keypath(*at, "gateway"), f"{block.gateway!r} is not an IPv6 address"
+        return
+    if gw == ip:
+        yield keypath(*at, "gateway"), f"{gw} is this bridge's own address"
+    elif gw not in iface.network and not gw.is_link_local:
+        yield keypath(*at, "gateway"), f"{gw} is outside {iface.with_prefixlen} and not link-local"
+
+
+def _check_ports(profile: HostProfile) -> Iterator[Problem]:
+    owner: dict[str, str] = {}
+    for name, bridge in profile.bridges.items():
+        for i, port in enumerate(bridge.ports):
+            if port in profile.bridges:
+                yield keypath("bridges", name, "ports", i), f"{port!r} is a bridge of this profile, not a NIC"
+            elif port in owner and owner[port] != name:
+                yield keypath("bridges", name, "ports", i), f"{port!r} is already a port of bridge {owner[port]!r}"
+            owner.setdefault(port, name)
+
+
+def _check_gateways(profile: HostProfile) -> Iterator[Problem]:
+    """ifupdown adds one default route per gateway; the second `ip route add` fails the bridge."""
+    for family in ("ipv4", "ipv6"):
+        first: str | None = None
+        for name, bridge in profile.bridges.items():
+            block = getattr(bridge, family)
+            if block is None or block.gateway is None:
+                continue
+            if first is None:
+                first = name
+            else:
+                yield (
+                    keypath("bridges", name, family, "gateway"),
+                    f"bridge {first!r} already has the default {family} gateway; only one bridge may have one",
+                )
+
+
+def _check_networks(profile: HostProfile) -> Iterator[Problem]:
+    uuids: dict[str, str] = {}
+    for name, network in profile.networks.items():
+        at = ("networks", name)
+        if not NETNAME.fullmatch(name) or name[0] in ".-":
+            yield keypath(*at), (
+                f"{name!r} is not a safe network name (1-64 characters from A-Z a-z 0-9 _ . + -, "
+                "not starting with '.' or '-')"
+            )
+        if network.bridge not in profile.bridges:
+            known = ", ".join(sorted(profile.bridges)) or "none"
+            yield keypath(*at, "bridge"), f"{network.bridge!r} is not a bridge of this profile (bridges: {known})"
+        if network.uuid is not None:
+            if not UUID.fullmatch(network.uuid):
+                yield keypath(*at, "uuid"), f"{network.uuid!r} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+            elif network.uuid.lower() in uuids:
+                yield keypath(*at, "uuid"), f"is the same as networks.{uuids[network.uuid.lower()]}.uuid"
+            else:
+                uuids[network.uuid.lower()] = name

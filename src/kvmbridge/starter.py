@@ -1,0 +1,26 @@
+"""The starter profile printed by `init`: the source article's setup by default."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .render import environment
+
+
+@dataclass(frozen=True)
+class Starter:
+    hostname: str = "kvm01"
+    bridge: str = "br0"
+    port: str = "eth0"
+    method: str = "static"
+    address: str = "10.0.0.2/24"
+    gateway: str = "10.0.0.1"
+    dns: tuple[str, ...] = ("10.0.0.1",)
+    hwaddress: str | None = None
+    ip_forward: bool = True
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def starter_profile(values: Starter = Starter(), templates: Path | None = None) -> str:
+    return environment(templates).get_template("profile.toml.j2").render(asdict(values))
