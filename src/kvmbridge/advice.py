@@ -12,23 +12,45 @@ def profile_warnings(profile: HostProfile) -> list[Problem]:
     for name, bridge in profile.bridges.items():
         at = ("bridges", name)
         if bridge.ipv4.method == "dhcp" and bridge.hwaddress is None:
-            found.append((
-                keypath(*at, "hwaddress"),
-                "DHCP without hwaddress: the bridge gets a new MAC and so maybe a new lease and address; "
-                f"set hwaddress = \"{bridge.ports[0]}\" to keep the port's" if bridge.ports else
-                "DHCP without hwaddress: the bridge's MAC, and so its lease, may change at every boot",
-            ))
+            found.append(
+                (
+                    keypath(*at, "hwaddress"),
+                    "DHCP without hwaddress: the bridge gets a new MAC and so maybe a new lease and address; "
+                    f'set hwaddress = "{bridge.ports[0]}" to keep the port\'s'
+                    if bridge.ports
+                    else "DHCP without hwaddress: the bridge's MAC, and so its lease, may change at every boot",
+                )
+            )
         if not bridge.stp and len(bridge.ports) > 1:
             found.append((keypath(*at, "stp"), "two or more ports without STP: a loop between them floods the LAN"))
+        if bridge.stp and not _timers_consistent(bridge.forward_delay, bridge.hello_time, bridge.max_age):
+            found.append(
+                (
+                    keypath(*at, "max_age"),
+                    "STP timers break 802.1D's 2*(forward_delay-1) >= max_age >= 2*(hello_time+1); "
+                    "other switches may reject this bridge's BPDUs",
+                )
+            )
         if bridge.ipv6 is not None and bridge.ipv6.method == "auto" and profile.sysctl.ipv6_forward:
-            found.append((
-                keypath(*at, "ipv6", "method"),
-                "with ipv6_forward on, the kernel ignores router advertisements (accept_ra=1): SLAAC will not configure",
-            ))
+            found.append(
+                (
+                    keypath(*at, "ipv6", "method"),
+                    "with ipv6_forward on, the kernel ignores router advertisements (accept_ra=1): "
+                    "SLAAC will not configure",
+                )
+            )
     if profile.sysctl.ip_forward:
-        found.append((
-            keypath("sysctl", "ip_forward"),
-            "bridged VM traffic is switched, not routed: IP forwarding is only needed if this host also routes "
-            "(set ip_forward = false otherwise)",
-        ))
+        found.append(
+            (
+                keypath("sysctl", "ip_forward"),
+                "bridged VM traffic is switched, not routed: IP forwarding is only needed if this host also routes "
+                "(set ip_forward = false otherwise)",
+            )
+        )
     return found
+
+
+def _timers_consistent(forward_delay: int, hello_time: int | None, max_age: int | None) -> bool:
+    hello = 2 if hello_time is None else hello_time
+    age = 20 if max_age is None else max_age
+    return 2 * (forward_delay - 1) >= age >= 2 * (hello + 1)

@@ -52,7 +52,9 @@ def main() -> None:
 
 @main.command()
 @profile_argument
-@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), help="Write the tree under this folder.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path, file_okay=False), help="Write the tree under this folder."
+)
 @templates_option
 @handle_errors
 def render(profile: Path, output: Path | None, templates: Path | None) -> None:
@@ -98,14 +100,16 @@ def validate(profile: Path, templates: Path | None, as_json: bool) -> None:
     verdict = verify(files, ["lo", *model.bridges])
     warnings = [f"{profile}: {key}: {msg}" for key, msg in profile_warnings(model)]
     if as_json:
-        _print_json({
-            "profile": str(profile),
-            "valid": not verdict.errors,
-            "errors": verdict.errors,
-            "warnings": warnings,
-            "checked": verdict.checked,
-            "skipped": verdict.skipped,
-        })
+        _print_json(
+            {
+                "profile": str(profile),
+                "valid": not verdict.errors,
+                "errors": verdict.errors,
+                "warnings": warnings,
+                "checked": verdict.checked,
+                "skipped": verdict.skipped,
+            }
+        )
     else:
         for line in verdict.errors:
             click.echo(f"{profile}: error: {line}", err=True)
@@ -120,19 +124,13 @@ def validate(profile: Path, templates: Path | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--from-host", is_flag=True, help="Fill the profile from this host's running network.")
 @templates_option
 @handle_errors
-def init(from_host: bool, templates: Path | None) -> None:
-    """Print a commented starter profile (the article's setup, or this host's)."""
-    from .starter import Starter, starter_profile
+def init(templates: Path | None) -> None:
+    """Print a commented starter profile: the source article's setup."""
+    from .starter import starter_profile
 
-    values = Starter()
-    if from_host:
-        from .hostscan import scan_host
-
-        values = scan_host()
-    click.echo(starter_profile(values, templates), nl=False)
+    click.echo(starter_profile(templates=templates), nl=False)
 
 
 def _print_json(value: object) -> None:

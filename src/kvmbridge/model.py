@@ -15,21 +15,21 @@ class _Model(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
-class IPv4(_Model):
+class IPv4(_Model, frozen=True):
     method: Literal["dhcp", "static", "manual"]
     address: str | None = None
     gateway: str | None = None
     dns: tuple[str, ...] = ()
 
 
-class IPv6(_Model):
+class IPv6(_Model, frozen=True):
     method: Literal["auto", "dhcp", "static", "manual"]
     address: str | None = None
     gateway: str | None = None
     dns: tuple[str, ...] = ()
 
 
-class Bridge(_Model):
+class Bridge(_Model, frozen=True):
     ports: tuple[str, ...] = ()
     stp: bool = False
     forward_delay: int = 0
@@ -44,26 +44,26 @@ class Bridge(_Model):
     ipv6: IPv6 | None = None
 
 
-class Network(_Model):
+class Network(_Model, frozen=True):
     bridge: str
     autostart: bool = True
     uuid: str | None = None
 
 
-class Sysctl(_Model):
+class Sysctl(_Model, frozen=True):
     ip_forward: bool = True
     ipv6_forward: bool = False
 
 
-class Netfilter(_Model):
+class Netfilter(_Model, frozen=True):
     filter_bridged_traffic: bool = False
 
 
-class Interfaces(_Model):
+class Interfaces(_Model, frozen=True):
     source: tuple[str, ...] = ("/etc/network/interfaces.d/*",)
 
 
-class HostProfile(_Model):
+class HostProfile(_Model, frozen=True):
     """A validated profile; `source_name` is the profile's file name, for headers."""
 
     hostname: str

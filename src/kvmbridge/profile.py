@@ -17,7 +17,7 @@ import msgspec
 from .errors import ProfileError
 from .keypath import keypath
 from .model import SECTIONS, Bridge, HostProfile, IPv4, IPv6, Network
-from .rules import check_profile
+from .rules import check_hostname, check_profile
 
 T = TypeVar("T")
 
@@ -62,6 +62,11 @@ def parse_profile(text: str, label: str, *, default_hostname: str, source_name: 
         where = f"line {found['line']}, column {found['col']}: " if found else ""
         msg = found["msg"] if found else str(exc)
         raise ProfileError(f"{label}: {where}TOML syntax error: {msg}") from None
+    return build_profile(raw, label, default_hostname=default_hostname, source_name=source_name)
+
+
+def build_profile(raw: dict[str, Any], label: str, *, default_hostname: str, source_name: str) -> HostProfile:
+    """Validate decoded TOML; every string is still hostile here."""
     problems = list(_unprintable(raw, ()))
     if not problems:
         problems = _unknown_keys(raw)
@@ -133,6 +138,10 @@ def _convert(raw: dict[str, Any], label: str, default_hostname: str, source_name
     hostname = raw.get("hostname", default_hostname)
     if not isinstance(hostname, str):
         raise ProfileError(f"{label}: hostname: expected a string")
+    if "hostname" not in raw and check_hostname(hostname):
+        raise ProfileError(
+            f'{label}: hostname: not set, and the file name {hostname!r} is not a valid host name; set hostname = "..."'
+        )
     sections = {name: _as(raw[name], model, label, (name,)) for name, model in SECTIONS.items() if name in raw}
     bridges = {
         name: _as(table, Bridge, label, ("bridges", name))

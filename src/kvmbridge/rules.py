@@ -134,9 +134,9 @@ def _check_dns(dns: tuple[str, ...], at: tuple[str, ...]) -> Iterator[Problem]:
 def _only_static(block: IPv4 | IPv6, at: tuple[str, ...]) -> Iterator[Problem]:
     for key in ("address", "gateway"):
         if getattr(block, key) is not None:
-            yield keypath(*at, key), f"is only used with method = \"static\", not {block.method!r}"
+            yield keypath(*at, key), f'is only used with method = "static", not {block.method!r}'
     if block.method == "manual" and block.dns:
-        yield keypath(*at, "dns"), "is not used with method = \"manual\""
+        yield keypath(*at, "dns"), 'is not used with method = "manual"'
 
 
 def _check_ipv4(block: IPv4, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
@@ -146,15 +146,15 @@ def _check_ipv4(block: IPv4, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
         yield from _only_static(block, at)
         return
     if block.address is None:
-        yield keypath(*at, "address"), "is required with method = \"static\" (e.g. \"10.0.0.2/24\")"
+        yield keypath(*at, "address"), 'is required with method = "static" (e.g. "10.0.0.2/24")'
         return
     try:
         iface = ipaddress.IPv4Interface(block.address)
     except ValueError:
-        yield keypath(*at, "address"), f"{block.address!r} is not an IPv4 address with prefix (e.g. \"10.0.0.2/24\")"
+        yield keypath(*at, "address"), f'{block.address!r} is not an IPv4 address with prefix (e.g. "10.0.0.2/24")'
         return
     if "/" not in block.address:
-        yield keypath(*at, "address"), f"{block.address!r} needs a prefix length (e.g. \"{block.address}/24\")"
+        yield keypath(*at, "address"), f'{block.address!r} needs a prefix length (e.g. "{block.address}/24")'
         return
     ip, net = iface.ip, iface.network
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
@@ -189,7 +189,7 @@ def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
         yield from _only_static(block, at)
         return
     if block.address is None or "/" not in block.address:
-        yield keypath(*at, "address"), "is required with method = \"static\", with a prefix (e.g. \"2001:db8::2/64\")"
+        yield keypath(*at, "address"), 'is required with method = "static", with a prefix (e.g. "2001:db8::2/64")'
         return
     try:
         iface = ipaddress.IPv6Interface(block.address)
@@ -246,9 +246,12 @@ def _check_networks(profile: HostProfile) -> Iterator[Problem]:
     for name, network in profile.networks.items():
         at = ("networks", name)
         if not NETNAME.fullmatch(name) or name[0] in ".-":
-            yield keypath(*at), (
-                f"{name!r} is not a safe network name (1-64 characters from A-Z a-z 0-9 _ . + -, "
-                "not starting with '.' or '-')"
+            yield (
+                keypath(*at),
+                (
+                    f"{name!r} is not a safe network name (1-64 characters from A-Z a-z 0-9 _ . + -, "
+                    "not starting with '.' or '-')"
+                ),
             )
         if network.bridge not in profile.bridges:
             known = ", ".join(sorted(profile.bridges)) or "none"

@@ -22,5 +22,5 @@ class Starter:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def starter_profile(values: Starter = Starter(), templates: Path | None = None) -> str:
-    return environment(templates).get_template("profile.toml.j2").render(asdict(values))
+def starter_profile(values: Starter | None = None, templates: Path | None = None) -> str:
+    return environment(templates).get_template("profile.toml.j2").render(asdict(values or Starter()))

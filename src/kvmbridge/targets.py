@@ -68,7 +68,9 @@ def _bridge_filter_off(profile: HostProfile) -> bool:
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("interfaces", "etc/network/interfaces.j2", 0o644, "interfaces", _once("/etc/network/interfaces", lambda p: True)),
+    Target(
+        "interfaces", "etc/network/interfaces.j2", 0o644, "interfaces", _once("/etc/network/interfaces", lambda p: True)
+    ),
     Target(
         "ip_forward",
         "etc/sysctl.d/ip_forward.conf.j2",
@@ -76,7 +78,13 @@ TARGETS: tuple[Target, ...] = (
         "sysctl",
         _once("/etc/sysctl.d/ip_forward.conf", lambda p: p.sysctl.ip_forward or p.sysctl.ipv6_forward),
     ),
-    Target("bridge_sysctl", "etc/sysctl.d/bridge.conf.j2", 0o644, "sysctl", _once("/etc/sysctl.d/bridge.conf", _bridge_filter_off)),
+    Target(
+        "bridge_sysctl",
+        "etc/sysctl.d/bridge.conf.j2",
+        0o644,
+        "sysctl",
+        _once("/etc/sysctl.d/bridge.conf", _bridge_filter_off),
+    ),
     Target(
         "udev_rule",
         "etc/udev/rules.d/99-bridge.rules.j2",

@@ -60,9 +60,7 @@ def _check_interfaces(files: RenderedSet, expected_auto: list[str], verdict: Ver
     with tempfile.NamedTemporaryFile(prefix="kvmbridge-interfaces-") as tmp:
         tmp.write(interfaces.data)
         tmp.flush()
-        result = subprocess.run(
-            [ifquery, "-i", tmp.name, "--list", "-a"], capture_output=True, text=True, check=False
-        )
+        result = subprocess.run([ifquery, "-i", tmp.name, "--list", "-a"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         message = (result.stderr.strip().splitlines() or ["failed"])[-1]
         verdict.errors.append(f"{interfaces.relpath}: ifquery: {message.replace(tmp.name, interfaces.relpath)}")

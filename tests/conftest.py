@@ -1,0 +1,85 @@
+"""Shared fixtures: golden cases, CLI runner, and the rule that system tests fail under CI.
+
+Tests that need real system tools call `require_tool` / `require_root`. On a
+laptop a missing tool skips the test; with CI=true or
+KVMBRIDGE_SYSTEM_TESTS=require it fails, because a green run that skipped
+the real checks proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from kvmbridge.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "golden"
+GOLDEN_CASES = sorted(p.stem for p in GOLDEN.glob("*.toml"))
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+
+
+def system_tests_required() -> bool:
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get("KVMBRIDGE_SYSTEM_TESTS") == "require"
+
+
+def missing(reason: str) -> None:
+    """Skip on a laptop; fail where the real checks are required."""
+    if system_tests_required():
+        pytest.fail(f"required system capability missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str) -> str:
+    found = shutil.which(name, path=SBIN_PATH)
+    if found is None:
+        missing(f"{name} is not installed")
+    assert found is not None
+    return found
+
+
+def require_file(path: Path) -> Path:
+    if not path.exists():
+        missing(f"{path} does not exist")
+    return path
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        missing("needs root")
+
+
+@pytest.fixture
+def cli() -> Iterator[CliRunner]:
+    yield CliRunner()
+
+
+def run(*args: str | Path) -> Result:
+    """Run the CLI in-process; stderr kept apart so error lines can be checked exactly."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def tree(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
+    """A comparable picture of a tree: relative path → (kind, content or link, mode)."""
+    out: dict[str, tuple[str, bytes | str, int]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path), 0)
+        elif path.is_file():
+            out[rel] = ("file", path.read_bytes(), path.stat().st_mode & 0o7777)
+    return out
+
+
+def write_profile(folder: Path, text: str, name: str = "host.toml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+ARTICLE = (GOLDEN / "article.toml").read_text()

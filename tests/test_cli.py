@@ -1,0 +1,116 @@
+"""CLI contract: exit codes and the exact first line of every file-level error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kvmbridge import __version__
+
+from .conftest import ARTICLE, GOLDEN, run, write_profile
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"kvmbridge, version {__version__}\n"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    result = run("render", tmp_path / "nope.toml")
+    assert (result.exit_code, result.stderr) == (2, f"{tmp_path / 'nope.toml'}: no such file\n")
+
+
+def test_directory(tmp_path: Path) -> None:
+    result = run("render", tmp_path)
+    assert (result.exit_code, result.stderr) == (2, f"{tmp_path}: is a directory, not a profile\n")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, "  \n")
+    result = run("validate", path)
+    assert (result.exit_code, result.stderr) == (2, f"{path}: the profile is empty\n")
+
+
+def test_binary_file(tmp_path: Path) -> None:
+    path = tmp_path / "host.toml"
+    path.write_bytes(b"\x7fELF\x00\x01")
+    result = run("validate", path)
+    assert (result.exit_code, result.stderr) == (2, f"{path}: is a binary file, not a TOML profile\n")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "host.toml"
+    path.write_bytes(b'hostname = "k\xe9"\n')
+    result = run("validate", path)
+    assert (result.exit_code, result.stderr) == (2, f"{path}: is not UTF-8 text (byte 13)\n")
+
+
+def test_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, 'hostname = "kvm01"\n[bridges.br0\nports = []\n')
+    result = run("validate", path)
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == f"{path}: line 2, column 13: TOML syntax error: Expected ']' at the end of a table declaration\n"
+    )
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, ARTICLE)
+    path.chmod(0)
+    command = [sys.executable, "-m", "kvmbridge", "render", str(path)]
+    if os.geteuid() == 0:  # root reads anything: drop to nobody
+        tmp_path.chmod(0o755)
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stderr) == (2, f"{path}: cannot read: Permission denied\n")
+
+
+def test_no_traceback_and_nothing_written_on_error(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, ARTICLE.replace('gateway = "10.0.0.1"', 'gateway = "10.1.0.1"'))
+    out = tmp_path / "out"
+    result = run("render", path, "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr == f"{path}: bridges.br0.ipv4.gateway: 10.1.0.1 is outside 10.0.0.2/24\n"
+    assert not out.exists()
+
+
+def test_render_refuses_to_write_into_the_live_root() -> None:
+    result = run("render", GOLDEN / "article.toml", "-o", "/")
+    assert result.exit_code == 2
+    assert result.stderr == "/: render -o will not write into /; use `kvmbridge install`\n"
+
+
+def test_init_prints_a_profile_that_validates(tmp_path: Path) -> None:
+    result = run("init")
+    assert result.exit_code == 0
+    path = write_profile(tmp_path, result.stdout, name="kvm01.toml")
+    check = run("validate", path)
+    assert check.exit_code == 0, check.stderr
+    rendered = run("render", path)
+    article = run("render", GOLDEN / "article.toml")
+    assert rendered.stdout.replace("kvm01.toml", "article.toml") == article.stdout
+
+
+def test_validate_json(tmp_path: Path) -> None:
+    import json
+
+    result = run("validate", GOLDEN / "dhcp-hwaddress.toml", "--json")
+    data = json.loads(result.stdout)
+    assert data["valid"] is True and data["errors"] == []
+    bad = write_profile(tmp_path, ARTICLE.replace("ports = [", "portz = ["))
+    result = run("validate", bad, "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["errors"] == [f"{bad}: bridges.br0.portz: unknown key; did you mean 'ports'?"]
+
+
+def test_dhcp_without_hwaddress_warns(tmp_path: Path) -> None:
+    path = write_profile(
+        tmp_path, '[bridges.br0]\nports = ["eth0"]\nipv4 = { method = "dhcp" }\n[sysctl]\nip_forward = false\n'
+    )
+    result = run("validate", path)
+    assert result.exit_code == 0
+    assert f"warning: {path}: bridges.br0.hwaddress: DHCP without hwaddress" in result.stderr
