@@ -64,16 +64,27 @@ def run(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def tree(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
-    """A comparable picture of a tree: relative path → (kind, content or link, mode)."""
-    out: dict[str, tuple[str, bytes | str, int]] = {}
+def tree(root: Path) -> dict[str, tuple[str, bytes | str]]:
+    """A comparable picture of a tree: relative path → (kind, content or link text).
+
+    Modes are left out: git does not keep 0600, so golden trees cannot carry them.
+    """
+    out: dict[str, tuple[str, bytes | str]] = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if path.is_symlink():
-            out[rel] = ("link", os.readlink(path), 0)
+            out[rel] = ("link", os.readlink(path))
         elif path.is_file():
-            out[rel] = ("file", path.read_bytes(), path.stat().st_mode & 0o7777)
+            out[rel] = ("file", path.read_bytes())
     return out
+
+
+def modes(root: Path) -> dict[str, int]:
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_mode & 0o7777
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def write_profile(folder: Path, text: str, name: str = "host.toml") -> Path:

@@ -9,7 +9,7 @@ import pytest
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
 
-from .conftest import GOLDEN, GOLDEN_CASES, run, tree
+from .conftest import GOLDEN, GOLDEN_CASES, modes, run, tree
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
@@ -31,14 +31,16 @@ def test_golden_cases_cover_the_required_setups() -> None:
     assert {"article", "dhcp-hwaddress", "two-bridges", "filter-on", "ipv6"} <= set(GOLDEN_CASES)
 
 
-def test_golden_modes_follow_the_product_table() -> None:
-    article = tree(GOLDEN / "article")
-    assert article["etc/network/interfaces"][2] == 0o644
-    assert article["etc/sysctl.d/ip_forward.conf"][2] == 0o644
-    assert article["etc/sysctl.d/bridge.conf"][2] == 0o644
-    assert article["etc/udev/rules.d/99-bridge.rules"][2] == 0o644
-    assert article["etc/libvirt/qemu/networks/bridge-network.xml"][2] == 0o600
-    assert article["etc/libvirt/qemu/networks/autostart/bridge-network.xml"] == ("link", "../bridge-network.xml", 0)
+def test_rendered_modes_follow_the_product_table(tmp_path: Path) -> None:
+    run("render", GOLDEN / "article.toml", "-o", tmp_path)
+    assert modes(tmp_path) == {
+        "etc/network/interfaces": 0o644,
+        "etc/sysctl.d/ip_forward.conf": 0o644,
+        "etc/sysctl.d/bridge.conf": 0o644,
+        "etc/udev/rules.d/99-bridge.rules": 0o644,
+        "etc/libvirt/qemu/networks/bridge-network.xml": 0o600,
+    }
+    assert tree(tmp_path)["etc/libvirt/qemu/networks/autostart/bridge-network.xml"] == ("link", "../bridge-network.xml")
 
 
 def test_stdout_render_shows_each_file_under_a_header() -> None:
