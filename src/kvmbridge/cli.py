@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -134,4 +133,6 @@ def init(templates: Path | None) -> None:
 
 
 def _print_json(value: object) -> None:
+    import json
+
     click.echo(json.dumps(value, indent=2, sort_keys=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def environment(override: Path | None = None) -> jinja2.Environment:
         loaders.insert(0, jinja2.FileSystemLoader(str(override)))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         autoescape=lambda name: name is not None and name.endswith(".xml.j2"),
         keep_trailing_newline=True,
@@ -43,6 +45,23 @@ def environment(override: Path | None = None) -> jinja2.Environment:
     )
     env.filters["xml_comment"] = _xml_comment
     return env
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiling the templates is most of a render after start-up; cache it like .pyc files.
+
+    Jinja checks each cached entry against its template's checksum, so an
+    edited template is never served stale. No cache when no folder is writable.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "kvmbridge", "jinja")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(folder, os.W_OK):
+        return None
+    return jinja2.FileSystemBytecodeCache(folder)
 
 
 def header(profile: HostProfile) -> str:
