@@ -136,3 +136,205 @@ def _print_json(value: object) -> None:
     import json
 
     click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+root_option = click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    show_default=True,
+    help="The target system's root folder (a staging tree, a mounted image).",
+)
+force_option = click.option("--force", is_flag=True, help="Overwrite drifted files and symlinked targets.")
+
+
+def _load_and_render(profile: Path, templates: Path | None) -> tuple[Any, Any]:
+    """Render and check with the real parsers; an invalid result never reaches a root."""
+    from .errors import ProfileError
+    from .profile import load_profile
+    from .render import render as render_files
+    from .verify import verify
+
+    model = load_profile(profile)
+    files = render_files(model, templates)
+    verdict = verify(files, ["lo", *model.bridges])
+    if verdict.errors:
+        raise ProfileError(*(f"{profile}: {line}" for line in verdict.errors))
+    return model, files
+
+
+def _plan_for(profile: Path, root: Path, templates: Path | None) -> Any:
+    from .plan import make_plan
+    from .root import Root
+    from .state import read_state
+
+    _, files = _load_and_render(profile, templates)
+    target = Root(root)
+    return make_plan(files, target, read_state(target))
+
+
+def _echo_diff(text: str) -> None:
+    color = sys.stdout.isatty()
+    for line in text.splitlines():
+        style = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1]) if color else None
+        if line.startswith(("+++", "---", "diff ")):
+            style = None
+        click.echo(
+            click.style(line, fg=style, bold=line.startswith("diff "))
+            if style or (line.startswith("diff ") and color)
+            else line
+        )
+
+
+def _summary(plan: Any) -> list[str]:
+    from .diff import semantic
+
+    return [f"{c.status:<10} {line}" for c in plan.changes for line in semantic(c)]
+
+
+@main.command()
+@profile_argument
+@root_option
+@templates_option
+@json_option
+@handle_errors
+def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> None:
+    """Show what install would change under --root: unified diffs, then what they mean."""
+    from .diff import semantic, unified
+
+    plan = _plan_for(profile, root, templates)
+    if as_json:
+        _print_json(
+            {
+                "root": str(root),
+                "in_sync": plan.in_sync,
+                "changes": [
+                    {
+                        "path": c.path,
+                        "status": c.status,
+                        "blocked": c.blocked,
+                        "summary": semantic(c),
+                        "diff": unified(c),
+                    }
+                    for c in plan.changes
+                ],
+            }
+        )
+    else:
+        for change in plan.changes:
+            text = unified(change)
+            if text and change.status != "equivalent":
+                _echo_diff(text)
+        lines = _summary(plan)
+        if lines:
+            click.echo("\nsummary:")
+            for line in lines:
+                click.echo(f"  {line}")
+        click.echo(f"{'in sync' if plan.in_sync else f'{len(plan.pending)} file(s) would change'} under {root}")
+    sys.exit(0 if plan.in_sync else 1)
+
+
+@main.command()
+@profile_argument
+@root_option
+@click.option("--dry-run", is_flag=True, help="Check and print the plan; write nothing.")
+@force_option
+@templates_option
+@handle_errors
+def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Path | None) -> None:
+    """Back up, then write the files atomically for activation at the next boot."""
+    from .install import install as run_install
+    from .install import preflight, refuse_unprivileged
+    from .root import Root
+
+    model, files = _load_and_render(profile, templates)
+    target = Root(root)
+    if dry_run:
+        from .plan import make_plan
+        from .state import read_state
+
+        refuse_unprivileged(target)
+        plan = make_plan(files, target, read_state(target))
+        preflight(plan, force)
+        _print_plan(plan, root)
+        click.echo("dry run: nothing was written")
+        return
+    result = run_install(model, files, target, profile_path=profile, force=force)
+    if result.manifest is None:
+        click.echo(f"nothing to do: {root} already holds what {profile} renders")
+        return
+    _print_plan(result.plan, root)
+    _print_install_report(result.plan, result.manifest.id, root)
+
+
+def _print_plan(plan: Any, root: Path) -> None:
+    click.echo(f"plan for {root}:")
+    for line in _summary(plan):
+        click.echo(f"  {line}")
+    if plan.in_sync:
+        click.echo("  nothing to change")
+
+
+def _print_install_report(plan: Any, backup_id: str, root: Path) -> None:
+    root_flag = "" if root == Path("/") else f" --root {root}"
+    paths = {c.path for c in plan.pending}
+    nets = sorted(Path(p).stem for p in paths if p.startswith("/etc/libvirt/qemu/networks/") and "autostart" not in p)
+    click.echo(f"\nbackup: {backup_id}")
+    click.echo(f"undo with: kvmbridge rollback {backup_id}{root_flag}")
+    click.echo("\ntakes effect at the next boot; then check with:")
+    click.echo("  ip -d link show type bridge     # the bridge exists, STP and forward delay as planned")
+    click.echo("  bridge link                     # each port's master is the bridge")
+    click.echo("  ip addr; ip route               # the address and default route moved to the bridge")
+    click.echo("  sysctl net.ipv4.ip_forward")
+    click.echo("  virsh net-list --all            # the networks are defined and autostarted")
+    click.echo("\nto activate now instead (not run; over SSH this can cut your session):")
+    if "/etc/network/interfaces" in paths:
+        click.echo("  systemctl restart networking")
+    if any(p.startswith("/etc/sysctl.d/") for p in paths):
+        click.echo("  sysctl --system")
+    if "/etc/udev/rules.d/99-bridge.rules" in paths:
+        click.echo("  udevadm control --reload")
+    for name in nets:
+        click.echo(f"  virsh net-define /etc/libvirt/qemu/networks/{name}.xml && virsh net-start {name}")
+
+
+@main.command()
+@click.argument("backup_id", required=False)
+@root_option
+@force_option
+@handle_errors
+def rollback(backup_id: str | None, root: Path, force: bool) -> None:
+    """Restore backup set ID (default: the newest): old files back, new files removed."""
+    from .install import rollback as run_rollback
+    from .root import Root
+
+    chosen, undo = run_rollback(Root(root), backup_id, force=force)
+    if undo is None:
+        click.echo(f"nothing to do: {root} already matches the state before {chosen.id}")
+        return
+    root_flag = "" if root == Path("/") else f" --root {root}"
+    for entry in undo.entries:
+        verb = "restored" if any(e.path == entry.path and e.existed for e in chosen.entries) else "removed"
+        click.echo(f"  {verb:<9} {entry.path.lstrip('/')}")
+    click.echo(f"rolled back {chosen.id}; the files it replaced are backed up as {undo.id}")
+    click.echo(f"undo this rollback with: kvmbridge rollback {undo.id}{root_flag}")
+
+
+@main.command()
+@root_option
+@handle_errors
+def backups(root: Path) -> None:
+    """List backup sets: ID, time, host, action, files."""
+    from .root import Root
+    from .state import list_backups, read_manifest
+
+    target = Root(root)
+    ids = list_backups(target)
+    if not ids:
+        click.echo(f"no backup sets under {target.path('/var/backups/kvmbridge')}")
+        return
+    click.echo(f"{'ID':<32} {'TIME':<20} {'HOST':<16} {'ACTION':<9} FILES")
+    for backup_id in ids:
+        m = read_manifest(target, backup_id)
+        files = ", ".join(e.path.lstrip("/") for e in m.entries if not e.path.startswith("/var/"))
+        click.echo(f"{m.id:<32} {m.time:<20} {m.host or '-':<16} {m.action:<9} {files}")

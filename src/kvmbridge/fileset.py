@@ -10,7 +10,8 @@ class RenderedFile:
     """One destination: a regular file (`data`) or a symlink (`link`).
 
     `path` is absolute on the target system (`/etc/network/interfaces`);
-    only `Root` ever joins it under a prefix.
+    only `Root` ever joins it under a prefix. `keep_mode`: an existing file
+    keeps its mode and owner; False where the mode is part of the contract.
     """
 
     path: str
@@ -18,6 +19,7 @@ class RenderedFile:
     data: bytes | None = None
     link: str | None = None
     target: str = ""
+    keep_mode: bool = True
 
     @property
     def relpath(self) -> str:

@@ -83,7 +83,9 @@ def render(profile: HostProfile, templates: Path | None = None) -> RenderedSet:
             data = text.encode("utf-8")
             if target.format == "netxml":
                 _check_well_formed(target.template, data)
-            files.append(RenderedFile(path=dest, mode=target.mode, data=data, target=target.name))
+            files.append(
+                RenderedFile(path=dest, mode=target.mode, data=data, target=target.name, keep_mode=target.keep_mode)
+            )
     for link_target in LINK_TARGETS:
         for dest, link in link_target.links(profile):
             files.append(RenderedFile(path=dest, mode=0o777, link=link, target=link_target.name))

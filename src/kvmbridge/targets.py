@@ -29,6 +29,7 @@ class Target:
     mode: int
     format: str
     instances: Callable[[HostProfile], Iterator[Instance]]
+    keep_mode: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ TARGETS: tuple[Target, ...] = (
         "udev",
         _once("/etc/udev/rules.d/99-bridge.rules", _bridge_filter_off),
     ),
-    Target("network", "etc/libvirt/qemu/networks/network.xml.j2", 0o600, "netxml", _networks),
+    # libvirt writes network XML 0600; ours stays so even over a looser existing file.
+    Target("network", "etc/libvirt/qemu/networks/network.xml.j2", 0o600, "netxml", _networks, keep_mode=False),
 )
 
 LINK_TARGETS: tuple[LinkTarget, ...] = (LinkTarget("autostart", _autostart),)

@@ -1,0 +1,137 @@
+"""The install and rollback transactions: preflight, lock, plan, backup, atomic writes, state."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import KvmbridgeError, RefusedError
+from .fileset import RenderedSet
+from .model import HostProfile
+from .plan import Change, Plan, make_plan
+from .root import Root
+from .state import LOCK, STATE, Manifest, State, list_backups, read_manifest, read_state
+from .transaction import Op, apply, new_backup_id, remove_empty_folders, restore_ops
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    plan: Plan
+    manifest: Manifest | None
+
+
+def refuse_unprivileged(root: Root) -> None:
+    if root.is_live and os.geteuid() != 0:
+        raise RefusedError("/: writing the live system needs root (or use --root DIR for a staging tree)")
+
+
+@contextmanager
+def locked(root: Root) -> Iterator[None]:
+    """One transaction per root at a time; a second one is refused, not queued."""
+    path = root.path(LOCK)
+    try:
+        root.makedirs(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise RefusedError(f"{path}: cannot open the lock file ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RefusedError(
+                f"{path}: another kvmbridge install or rollback holds the lock; try again later"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def preflight(plan: Plan, force: bool) -> None:
+    """Refuse before the first write: blocked targets, then drift (unless --force)."""
+    hard = [c for c in plan.blocked if c.old.kind != "symlink" or not force]
+    if hard:
+        raise RefusedError(
+            *(f"{plan.root.path(c.path)}: {c.blocked}" for c in hard),
+            "nothing was changed" + ("" if force else "; --force replaces a symlink itself"),
+        )
+    if plan.drifted and not force:
+        raise RefusedError(
+            *(f"{plan.root.path(c.path)}: changed since kvmbridge wrote it (drift)" for c in plan.drifted),
+            "nothing was changed; review with `kvmbridge diff`, then install --force to overwrite",
+        )
+
+
+def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_path: Path, force: bool) -> InstallResult:
+    refuse_unprivileged(root)
+    with locked(root):
+        state = read_state(root)
+        plan = make_plan(files, root, state)
+        preflight(plan, force)
+        if plan.in_sync:
+            return InstallResult(plan, None)
+        root.remove_stale_temps({os.path.dirname(c.path) for c in plan.changes})
+        backup_id = new_backup_id(root)
+        ops = [_op(c) for c in plan.pending]
+        after = {c.path: (op.sha256 if c.writes else c.old.sha256) for c, op in _pairs(plan, ops)}
+        new_state = State(
+            files={path: sha for path, sha in after.items() if sha is not None},
+            backup=backup_id,
+            profile=str(profile_path),
+            hostname=profile.hostname,
+        )
+        ops.append(Op(STATE, data=new_state.to_bytes(), mode=0o644))
+        manifest = apply(
+            root, ops, backup_id=backup_id, action="install", host=profile.hostname, profile=str(profile_path)
+        )
+        return InstallResult(plan, manifest)
+
+
+def _op(change: Change) -> Op:
+    if change.new is None:
+        return Op(change.path)
+    if change.new.link is not None:
+        return Op(change.path, link=change.new.link)
+    return Op(change.path, data=change.new.data, mode=change.mode)
+
+
+def _pairs(plan: Plan, ops: list[Op]) -> Iterator[tuple[Change, Op]]:
+    by_path = {op.path: op for op in ops}
+    for change in plan.changes:
+        yield change, by_path.get(change.path, Op(change.path))
+
+
+def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifest, Manifest | None]:
+    """Put back what backup set `backup_id` (default: the newest) replaced; itself undoable."""
+    refuse_unprivileged(root)
+    with locked(root):
+        ids = list_backups(root)
+        if not ids:
+            raise RefusedError(f"{root.path('/var/backups/kvmbridge')}: no backup sets; nothing to roll back")
+        chosen = read_manifest(root, backup_id or ids[-1])
+        changed = []
+        for entry in chosen.entries:
+            now = root.read(entry.path)
+            if now.kind not in ("missing", "file", "symlink"):
+                raise RefusedError(f"{root.path(entry.path)}: is not a regular file; nothing was changed")
+            if now.sha256 not in (entry.sha256_after, entry.sha256_before) and not force:
+                changed.append(entry.path)
+        if changed:
+            raise RefusedError(
+                *(f"{root.path(p)}: changed since backup {chosen.id} was taken" for p in changed),
+                "nothing was changed; rollback --force restores anyway (and backs up the current files first)",
+            )
+        try:
+            ops = [op for op in restore_ops(chosen, root) if root.read(op.path).sha256 != op.sha256]
+        except OSError as exc:
+            raise KvmbridgeError(f"{root.path('/var/backups/kvmbridge')}/{chosen.id}: {exc}") from None
+        if not ops:
+            return chosen, None
+        undo = apply(
+            root, ops, backup_id=new_backup_id(root), action="rollback", host=chosen.host, profile=chosen.profile
+        )
+        remove_empty_folders(root, chosen.created_dirs)
+        return chosen, undo

@@ -1,0 +1,142 @@
+"""Compare a rendered set with what is under a root: read-only, no side effects.
+
+`diff`, `install --dry-run` and `check` are views of the `Plan` this returns.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .fileset import RenderedFile, RenderedSet
+from .root import OnDisk, Root, sha256_of
+from .state import State, known_hashes
+from .targets import format_of
+
+WRITES = ("create", "update", "drift", "remove")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One destination: `status` is create, update, unchanged, equivalent, drift or remove.
+
+    `drift` means kvmbridge wrote this file earlier and someone changed it since;
+    `blocked` says why the destination cannot be written at all.
+    """
+
+    path: str
+    status: str
+    old: OnDisk
+    new: RenderedFile | None = None
+    blocked: str | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.status in WRITES
+
+    @property
+    def mode(self) -> int:
+        """The mode to write: an existing file keeps its own unless the contract fixes it."""
+        assert self.new is not None
+        if self.new.keep_mode and self.old.kind == "file":
+            return self.old.mode
+        return self.new.mode
+
+
+@dataclass(frozen=True)
+class Plan:
+    root: Root
+    changes: tuple[Change, ...]
+
+    @property
+    def pending(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.writes)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.pending
+
+    @property
+    def drifted(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.status == "drift")
+
+    @property
+    def blocked(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.blocked)
+
+
+def make_plan(files: RenderedSet, root: Root, state: State) -> Plan:
+    known = known_hashes(root, state)
+    changes = [_compare(f, root.read(f.path), known.get(f.path)) for f in files]
+    rendered = {f.path for f in files}
+    for path in sorted(set(state.files) - rendered):
+        old = root.read(path)
+        if old.kind == "missing":
+            continue
+        drifted = old.sha256 not in known.get(path, set())
+        changes.append(Change(path, "drift" if drifted else "remove", old))
+    return Plan(root, tuple(changes))
+
+
+def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None) -> Change:
+    if old.kind == "missing":
+        return Change(new.path, "create", old, new)
+    blocked = _blocked(new, old)
+    if blocked:
+        return Change(new.path, "update", old, new, blocked=blocked)
+    if new.link is not None:
+        status = (
+            "unchanged"
+            if old.link == new.link
+            else ("equivalent" if _same_link_target(new.path, old.link, new.link) else "update")
+        )
+    elif old.data == new.data:
+        status = "update" if not new.keep_mode and old.mode != new.mode else "unchanged"
+    elif equivalent(new.path, old.data, new.data):
+        status = "equivalent"
+    else:
+        status = "update"
+    if status == "update" and known is not None and old.sha256 not in known:
+        status = "drift"
+    return Change(new.path, status, old, new)
+
+
+def _blocked(new: RenderedFile, old: OnDisk) -> str | None:
+    if new.link is not None:
+        return None if old.kind == "symlink" else f"is a {old.kind}, where a symlink belongs"
+    if old.kind == "symlink":
+        return f"is a symlink (to {old.link}); refusing to write through it"
+    if old.kind != "file":
+        return "is not a regular file"
+    return None
+
+
+def _same_link_target(path: str, old: str | None, new: str) -> bool:
+    """libvirt writes autostart links as absolute paths; ours are relative."""
+    if old is None:
+        return False
+    base = os.path.dirname(path)
+    return os.path.normpath(os.path.join(base, old)) == os.path.normpath(os.path.join(base, new))
+
+
+def equivalent(path: str, old: bytes | None, new: bytes | None) -> bool:
+    """Equal in meaning: both parse, through the format's one parser, to the same structure."""
+    parsed_old, parsed_new = parse_or_none(path, old), parse_or_none(path, new)
+    return parsed_old is not None and parsed_old == parsed_new
+
+
+def parse_or_none(path: str, data: bytes | None) -> Any:
+    from .formats import PARSERS
+
+    parser = PARSERS.get(format_of(path))
+    if parser is None or data is None:
+        return None
+    try:
+        return parser(data)
+    except Exception:  # unparseable means "not equivalent", never a crash
+        return None
+
+
+def rendered_hashes(files: RenderedSet) -> dict[str, str]:
+    return {f.path: sha256_of(f.data, f.link) or "" for f in files}
