@@ -107,6 +107,7 @@ def _take_backup(
             profile=profile,
             action=action,
             entries=tuple(entries),
+            created_dirs=_missing_folders(root, ops),
         )
         root.write_file(f"{backup_dir(backup_id)}/manifest.json", manifest.to_bytes(), 0o600)
     except OSError as exc:
