@@ -49,8 +49,9 @@ def semantic(change: Change) -> list[str]:
     if old is None or new is None:
         return [f"{prefix}{rel}: rewritten (the current file does not parse)"]
     lines = describe(old, new)
-    if not lines and change.old.data == change.new.data:
-        lines = [f"mode {change.old.mode:04o} → {change.mode:04o}"]
+    if not lines:
+        same_bytes = change.old.data == change.new.data
+        lines = [f"mode {change.old.mode:04o} → {change.mode:04o}" if same_bytes else "comments only"]
     return [f"{prefix}{rel}: {line}" for line in lines] or [f"{prefix}{rel}: rewritten"]
 
 
@@ -58,7 +59,7 @@ def describe(old: Any, new: Any) -> list[str]:
     """Human lines from a deepdiff tree: `br0 inet: bridge_stp off → on`."""
     from deepdiff import DeepDiff
 
-    tree = DeepDiff(_setify(old), _setify(new), view="tree", ignore_order=True)
+    tree = DeepDiff(_setify(old), _setify(new), view="tree", threshold_to_diff_deeper=0)
     out: list[str] = []
     for kind, levels in sorted(tree.items()):
         for level in levels:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import KvmbridgeError, RefusedError
+from .errors import KvmbridgeError, RefusedError, RolledBackError
 from .fileset import RenderedSet
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
@@ -37,7 +37,7 @@ def locked(root: Root) -> Iterator[None]:
         root.makedirs(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
-        raise RefusedError(f"{path}: cannot open the lock file ({exc.strerror})") from None
+        raise RolledBackError(f"{path}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -67,6 +67,11 @@ def preflight(plan: Plan, force: bool) -> None:
 
 def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_path: Path, force: bool) -> InstallResult:
     refuse_unprivileged(root)
+    # Refusals and "nothing to do" leave no trace, not even a lock file; the plan is redone under the lock.
+    plan = make_plan(files, root, read_state(root))
+    preflight(plan, force)
+    if plan.in_sync:
+        return InstallResult(plan, None)
     with locked(root):
         state = read_state(root)
         plan = make_plan(files, root, state)

@@ -94,7 +94,8 @@ def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None) -> Change:
     elif old.data == new.data:
         status = "update" if not new.keep_mode and old.mode != new.mode else "unchanged"
     elif equivalent(new.path, old.data, new.data):
-        status = "equivalent"
+        # A file libvirt or an admin reformatted stays; our own untouched file gets its true header back.
+        status = "update" if known is not None and old.sha256 in known else "equivalent"
     else:
         status = "update"
     if status == "update" and known is not None and old.sha256 not in known:

@@ -94,11 +94,18 @@ class Root:
         while not current.exists():
             created.append(current)
             current = current.parent
+        made: list[Path] = []
         for path in reversed(created):
             self._mutating("mkdir", path)
-            path.mkdir(mode=mode)
+            try:
+                path.mkdir(mode=mode)
+            except FileExistsError:  # another process made it first: not ours to remove later
+                if path.is_dir() and not path.is_symlink():
+                    continue
+                raise
             path.chmod(mode)
-        return list(reversed(created))
+            made.append(path)
+        return made
 
     def write_file(self, dest: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
         """Temp file in the same folder, fsync, mode and owner, rename, fsync the folder."""
@@ -121,6 +128,26 @@ class Root:
         os.close(fd)
         self._rename(tmp, path)
 
+    def restore_by_link(self, dest: str, source: str, mode: int, uid: int | None, gid: int | None) -> None:
+        """Put `source`'s inode at `dest` atomically without writing data: works on a full disk.
+
+        Only for undoing a failed transaction, whose backup set is discarded
+        afterwards, so the shared inode is never a backup anyone relies on.
+        """
+        path = self.path(dest)
+        tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
+        self._mutating("link", path)
+        tmp.unlink(missing_ok=True)
+        os.link(self.path(source), tmp)
+        try:
+            os.chmod(tmp, mode)
+            if uid is not None and gid is not None and os.geteuid() == 0:
+                os.chown(tmp, uid, gid)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._rename(tmp, path)
+
     def write_symlink(self, dest: str, link: str) -> None:
         path = self.path(dest)
         tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
@@ -140,8 +167,10 @@ class Root:
 
     def remove(self, dest: str) -> None:
         path = self.path(dest)
+        if not path.is_symlink() and not path.exists():
+            return
         self._mutating("remove", path)
-        path.unlink(missing_ok=True)
+        path.unlink()
         fsync_dir(path.parent)
 
     def remove_stale_temps(self, folders: set[str]) -> None:

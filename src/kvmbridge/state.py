@@ -135,10 +135,8 @@ def known_hashes(root: Root, state: State) -> dict[str, set[str]]:
     """For drift: every content kvmbridge itself put at each path."""
     known: dict[str, set[str]] = {path: {sha} for path, sha in state.files.items()}
     pending = unfinished_manifest(root, state)
-    if pending is not None:
+    if pending is not None:  # killed mid-way: each of its paths holds either its old or its new content
         for entry in pending.entries:
-            if entry.sha256_after is not None:
-                known.setdefault(entry.path, set()).add(entry.sha256_after)
-            if entry.sha256_before is not None and entry.path in known:
-                known[entry.path].add(entry.sha256_before)
+            hashes = known.setdefault(entry.path, set())
+            hashes.update(h for h in (entry.sha256_before, entry.sha256_after) if h is not None)
     return known

@@ -191,6 +191,20 @@ def restore_ops(manifest: Manifest, root: Root, paths: set[str] | None = None) -
     return ops
 
 
+def _restore(root: Root, backup_id: str, op: Op, now: OnDisk) -> None:
+    """Prefer a hard link to the backup copy: restoring then needs no free space."""
+    if op.data is not None:
+        try:
+            root.restore_by_link(op.path, backup_copy(backup_id, op.path), op.mode, op.uid, op.gid)
+        except OSError:
+            pass
+        else:
+            if op.mtime_ns is not None:
+                os.utime(root.path(op.path), ns=(op.mtime_ns, op.mtime_ns), follow_symlinks=False)
+            return
+    _carry_out(root, op, now, [])
+
+
 def _undo(root: Root, manifest: Manifest, done: list[Op], created: list[Path], reason: str) -> None:
     left: list[str] = []
     try:
@@ -198,8 +212,11 @@ def _undo(root: Root, manifest: Manifest, done: list[Op], created: list[Path], r
     except OSError as exc:
         ops, left = [], [f"{op.path}: {exc}" for op in done]
     for op in reversed(ops):
+        now = root.read(op.path)
+        if now.sha256 == op.sha256 and (op.data is None or now.mode == op.mode):
+            continue  # never touched (the failure came first): nothing to restore, no space needed
         try:
-            _carry_out(root, op, root.read(op.path), [])
+            _restore(root, manifest.id, op, now)
         except OSError as exc:
             left.append(
                 f"{op.path}: not restored ({exc.strerror or exc}); its backup: "

@@ -1,0 +1,27 @@
+"""Run the kvmbridge CLI, SIGKILLing itself at the Nth change to the tree (KILL_AT=N).
+
+Used by the crash-consistency tests: a real process dies at a real step,
+with no chance to clean up, exactly like a power cut after that step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from kvmbridge.cli import main
+from kvmbridge.root import Root
+
+_count = 0
+
+
+def _die_at_step(self: Root, what: str, path: Path) -> None:
+    global _count  # noqa: PLW0603 - one counter per process is the point
+    _count += 1
+    if _count == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+Root._mutating = _die_at_step  # type: ignore[method-assign]
+main()

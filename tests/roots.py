@@ -1,0 +1,80 @@
+"""Helpers for tests on real temporary roots: seeding, snapshots, fault injection."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+from kvmbridge.root import Root
+
+OLD_INTERFACES = b"""# The host's own configuration before kvmbridge.
+auto lo
+iface lo inet loopback
+
+auto eth0
+iface eth0 inet static
+    address 10.0.0.2/24
+    gateway 10.0.0.1
+"""
+OLD_SYSCTL = b"net.ipv4.ip_forward = 0\n"
+LIBVIRT_DEFAULT = b"""<network>
+  <name>default</name>
+  <forward mode='nat'/>
+  <bridge name='virbr0'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'/>
+</network>
+"""
+
+
+def seed_old_host(root: Path) -> Path:
+    """A Debian host before kvmbridge: eth0 static, forwarding off, libvirt's NAT network."""
+    files = {
+        "etc/network/interfaces": (OLD_INTERFACES, 0o644),
+        "etc/sysctl.d/ip_forward.conf": (OLD_SYSCTL, 0o640),
+        "etc/libvirt/qemu/networks/default.xml": (LIBVIRT_DEFAULT, 0o600),
+    }
+    for rel, (data, mode) in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(mode)
+    return root
+
+
+def snapshot(root: Path, under: str = "") -> dict[str, tuple[str, str, int]]:
+    """Every entry below root: path → (kind, sha256 or link text, mode)."""
+    out: dict[str, tuple[str, str, int]] = {}
+    base = root / under if under else root
+    for path in sorted(base.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        st = path.lstat()
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path), 0)
+        elif path.is_file():
+            out[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), st.st_mode & 0o7777)
+        else:
+            out[rel] = ("dir", "", st.st_mode & 0o7777)
+    return out
+
+
+def etc_files(root: Path) -> dict[str, tuple[str, str, int]]:
+    return {k: v for k, v in snapshot(root, "etc").items() if v[0] != "dir"}
+
+
+class FaultyRoot(Root):
+    """Fails the Nth change to the tree with ENOSPC, as a full disk would."""
+
+    def __init__(self, prefix: Path, fail_at: int, fail_after_first: bool = False) -> None:
+        super().__init__(prefix)
+        self.fail_at = fail_at
+        self.count = 0
+        self.fail_after_first = fail_after_first
+        self.log: list[str] = []
+
+    def _mutating(self, what: str, path: Path) -> None:
+        self.count += 1
+        self.log.append(f"{what} {path}")
+        if self.count == self.fail_at or (self.fail_after_first and self.count > self.fail_at):
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
