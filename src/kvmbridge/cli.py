@@ -338,3 +338,81 @@ def backups(root: Path) -> None:
         m = read_manifest(target, backup_id)
         files = ", ".join(e.path.lstrip("/") for e in m.entries if not e.path.startswith("/var/"))
         click.echo(f"{m.id:<32} {m.time:<20} {m.host or '-':<16} {m.action:<9} {files}")
+
+
+@main.command()
+@click.argument("profiles", nargs=-1, required=True)
+@click.option(
+    "--golden",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder of golden trees (DIR/<stem>/); default: each profile's own folder.",
+)
+@click.option("--update", is_flag=True, help="Rewrite the drifted golden trees to match the render.")
+@templates_option
+@json_option
+@handle_errors
+def check(profiles: tuple[str, ...], golden: Path | None, update: bool, templates: Path | None, as_json: bool) -> None:
+    """Render each profile and compare it with its reviewed golden tree (files, folders, globs)."""
+    from .check import check_profile, expand_profiles, update_golden
+    from .diff import semantic, unified
+
+    results = [check_profile(p, golden, templates) for p in expand_profiles(profiles)]
+    if update:
+        for result in results:
+            if result.status == "drift":
+                update_golden(result)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "drift", "invalid")}
+    if as_json:
+        _print_json(
+            {
+                "updated": update,
+                "counts": counts,
+                "profiles": [
+                    {
+                        "profile": str(r.profile),
+                        "golden": str(r.golden),
+                        "status": r.status,
+                        "errors": r.errors,
+                        "files": [
+                            {
+                                "path": c.path,
+                                "status": _drift_kind(c.status),
+                                "summary": semantic(c),
+                                "diff": unified(c),
+                            }
+                            for c in r.changes
+                        ],
+                    }
+                    for r in results
+                ],
+            }
+        )
+    else:
+        for r in results:
+            if r.status == "invalid":
+                click.echo(f"invalid {r.profile}")
+                for line in r.errors:
+                    click.echo(f"  {line}")
+            elif r.status == "drift":
+                verb = "updated" if update else "drift"
+                click.echo(f"{verb:<7} {r.profile} ({len(r.changes)} file(s) differ from {r.golden})")
+                if not update:
+                    for change in r.changes:
+                        click.echo(f"  {_drift_kind(change.status)}: {change.path.lstrip('/')}")
+                        for line in semantic(change):
+                            click.echo(f"    {line}")
+                        _echo_diff(unified(change))
+            else:
+                click.echo(f"ok      {r.profile}")
+        drift_word = "updated" if update else "drift"
+        click.echo(
+            f"{len(results)} profiles: {counts['ok']} ok, {counts['drift']} {drift_word}, {counts['invalid']} invalid"
+        )
+    if counts["invalid"]:
+        sys.exit(EXIT_INVALID)
+    sys.exit(1 if counts["drift"] and not update else 0)
+
+
+def _drift_kind(status: str) -> str:
+    return {"create": "missing", "update": "different", "remove": "extra"}.get(status, status)

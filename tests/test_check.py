@@ -1,0 +1,222 @@
+"""`check`: golden trees for a fleet, drift kinds, --update, --json, folders and globs, pre-commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import GOLDEN, REPO, run, tree
+from .fleet import write_fleet
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    """Three golden cases copied with their trees into a fleet folder."""
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    for case in ("article", "dhcp-hwaddress", "two-bridges"):
+        shutil.copy(GOLDEN / f"{case}.toml", hosts)
+        shutil.copytree(GOLDEN / case, hosts / case, symlinks=True)
+    return hosts
+
+
+def test_clean_fleet_exits_0_with_one_line_per_host(fleet: Path) -> None:
+    result = run("check", fleet)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        f"ok      {fleet / 'article.toml'}",
+        f"ok      {fleet / 'dhcp-hwaddress.toml'}",
+        f"ok      {fleet / 'two-bridges.toml'}",
+        "3 profiles: 3 ok, 0 drift, 0 invalid",
+    ]
+
+
+def test_changed_file_is_drift_with_diff_and_meaning(fleet: Path) -> None:
+    profile = fleet / "article.toml"
+    profile.write_text(
+        profile.read_text().replace("stp = false", "stp = true\nforward_delay = 15").replace("forward_delay = 0\n", "")
+    )
+    result = run("check", fleet)
+    assert result.exit_code == 1
+    out = result.stdout
+    assert f"drift   {profile} (1 file(s) differ from {fleet / 'article'})" in out
+    assert "  different: etc/network/interfaces\n" in out
+    assert "    etc/network/interfaces: br0 inet bridge_stp off → on\n" in out
+    assert "\n-    bridge_stp off\n" in out and "\n+    bridge_stp on\n" in out
+    assert out.endswith("3 profiles: 2 ok, 1 drift, 0 invalid\n")
+
+
+def test_missing_and_extra_files_are_drift(fleet: Path) -> None:
+    (fleet / "two-bridges/etc/sysctl.d/bridge.conf").unlink()
+    (fleet / "two-bridges/etc/stray.conf").write_text("x\n")
+    result = run("check", fleet / "two-bridges.toml")
+    assert result.exit_code == 1
+    assert "  missing: etc/sysctl.d/bridge.conf\n" in result.stdout
+    assert "  extra: etc/stray.conf\n" in result.stdout
+
+
+def test_missing_golden_tree_is_drift(tmp_path: Path) -> None:
+    shutil.copy(GOLDEN / "article.toml", tmp_path)
+    result = run("check", tmp_path / "article.toml")
+    assert result.exit_code == 1
+    assert result.stdout.count("  missing: ") == 6
+
+
+def test_invalid_profile_among_valid_ones_exits_2_and_all_are_reported(fleet: Path) -> None:
+    (fleet / "broken.toml").write_text('[bridges.br0]\nports = ["eth0"]\nstpp = true\n')
+    (fleet / "article/etc/network/interfaces").write_text("# hand edit\n")
+    result = run("check", fleet)
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    assert f"invalid {fleet / 'broken.toml'}" in lines
+    assert f"  {fleet / 'broken.toml'}: bridges.br0.stpp: unknown key; did you mean 'stp'?" in lines
+    assert any(line.startswith(f"drift   {fleet / 'article.toml'}") for line in lines)
+    assert lines[-1] == "4 profiles: 2 ok, 1 drift, 1 invalid"
+
+
+def test_update_rewrites_drifted_trees_and_removes_what_is_no_longer_rendered(fleet: Path) -> None:
+    profile = fleet / "article.toml"
+    profile.write_text(profile.read_text().replace("filter_bridged_traffic = false", "filter_bridged_traffic = true"))
+    (fleet / "dhcp-hwaddress/etc/network/interfaces").write_text("stale\n")
+    untouched = tree(fleet / "two-bridges")
+    result = run("check", fleet, "--update")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-1] == "3 profiles: 1 ok, 2 updated, 0 invalid"
+    assert not (fleet / "article/etc/udev").exists()
+    assert not (fleet / "article/etc/sysctl.d/bridge.conf").exists()
+    assert (fleet / "dhcp-hwaddress/etc/network/interfaces").read_bytes() == (
+        GOLDEN / "dhcp-hwaddress/etc/network/interfaces"
+    ).read_bytes()
+    assert tree(fleet / "two-bridges") == untouched
+    assert run("check", fleet).exit_code == 0
+
+
+def test_json_output_schema(fleet: Path) -> None:
+    (fleet / "article/etc/sysctl.d/ip_forward.conf").write_text("net.ipv4.ip_forward = 0\n")
+    result = run("check", fleet, "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert set(data) == {"updated", "counts", "profiles"}
+    assert data["counts"] == {"ok": 2, "drift": 1, "invalid": 0}
+    article = next(p for p in data["profiles"] if p["profile"].endswith("article.toml"))
+    assert set(article) == {"profile", "golden", "status", "errors", "files"}
+    assert article["status"] == "drift"
+    assert article["files"] == [
+        {
+            "path": "/etc/sysctl.d/ip_forward.conf",
+            "status": "different",
+            "summary": ["etc/sysctl.d/ip_forward.conf: net.ipv4.ip_forward 0 → 1"],
+            "diff": article["files"][0]["diff"],
+        }
+    ]
+    assert article["files"][0]["diff"].startswith("diff --kvmbridge a/etc/sysctl.d/ip_forward.conf")
+
+
+def test_glob_and_golden_dir_arguments(fleet: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "trees"
+    shutil.copytree(fleet / "article", elsewhere / "article", symlinks=True)
+    result = run("check", str(fleet / "art*.toml"), "--golden", elsewhere)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [f"ok      {fleet / 'article.toml'}", "1 profiles: 1 ok, 0 drift, 0 invalid"]
+    nothing = run("check", str(fleet / "nope*.toml"))
+    assert (nothing.exit_code, nothing.stderr) == (2, f"{fleet / 'nope*.toml'}: no profile matches\n")
+
+
+def test_golden_folder_of_this_repository_is_clean() -> None:
+    result = run("check", GOLDEN)
+    assert result.exit_code == 0, result.stdout
+
+
+def test_fleet_of_50_checked_broken_diagnosed_fixed_and_clean(tmp_path: Path) -> None:
+    hosts = tmp_path / "fleet"
+    profiles = write_fleet(hosts, 50)
+    assert run("check", hosts, "--update").exit_code == 0  # first reviewed golden trees
+    assert run("check", hosts).stdout.endswith("50 profiles: 50 ok, 0 drift, 0 invalid\n")
+    # Break: one host changes its address, another loses a rendered file, a third is hand-edited.
+    p7 = profiles[6]
+    p7.write_text(p7.read_text().replace("10.0.6.2/24", "10.0.6.3/24"))
+    (hosts / "host0011/etc/libvirt/qemu/networks/lan.xml").unlink()
+    (hosts / "host0021/etc/sysctl.d/ip_forward.conf").write_text("net.ipv4.ip_forward = 0\n")
+    broken = run("check", hosts)
+    assert broken.exit_code == 1
+    out = broken.stdout
+    assert "etc/network/interfaces: br0 inet address 10.0.6.2/24 → 10.0.6.3/24" in out
+    assert f"drift   {hosts / 'host0011.toml'}" in out and "  missing: etc/libvirt/qemu/networks/lan.xml" in out
+    assert "etc/sysctl.d/ip_forward.conf: net.ipv4.ip_forward 0 → 1" in out
+    assert out.endswith("50 profiles: 47 ok, 3 drift, 0 invalid\n")
+    assert run("check", hosts, "--update").exit_code == 0
+    assert run("check", hosts).stdout.endswith("50 profiles: 50 ok, 0 drift, 0 invalid\n")
+
+
+def test_pre_commit_hook_runs_check_in_a_temporary_repository(tmp_path: Path) -> None:
+    pre_commit = shutil.which("pre-commit") or str(Path(sys.executable).parent / "pre-commit")
+    assert Path(pre_commit).exists(), "pre-commit is a test dependency (pip install -e '.[test]')"
+    repo = tmp_path / "fleet-repo"
+    repo.mkdir()
+    shutil.copy(GOLDEN / "article.toml", repo)
+    shutil.copytree(GOLDEN / "article", repo / "article", symlinks=True)
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "cache"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "fleet")
+    source = _committed_copy(tmp_path / "kvmbridge-src", env)
+    clean = subprocess.run(
+        [pre_commit, "try-repo", str(source), "kvmbridge-check", "--all-files"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "kvmbridge golden check" in clean.stdout and "Passed" in clean.stdout
+    profile = repo / "article.toml"
+    profile.write_text(profile.read_text().replace("stp = false", "stp = false\nmtu = 9000"))
+    git("add", ".")
+    drifted = subprocess.run(
+        [pre_commit, "try-repo", str(source), "kvmbridge-check", "--all-files"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert drifted.returncode == 1, drifted.stdout
+    assert "Failed" in drifted.stdout and "br0 inet mtu added: 9000" in drifted.stdout
+
+
+def _committed_copy(dest: Path, env: dict[str, str]) -> Path:
+    """pre-commit installs a hook repository from its git HEAD: snapshot the working tree as one commit."""
+    ignore = shutil.ignore_patterns(
+        ".venv",
+        ".git",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        ".hypothesis",
+        "*.egg-info",
+        "dist",
+        "build",
+    )
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "snapshot"]):
+        subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True, env=env)
+    return dest
