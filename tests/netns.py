@@ -1,0 +1,255 @@
+"""A network-namespace lab that "boots" a rendered tree with the programs a Debian host runs at boot.
+
+Namespaces: `lan` (the router, with the gateway address), `host` (NICs named like
+the profile's ports, where ifupdown, sysctl and libvirtd run) and `vm` (a guest
+whose veth joins the bridge, as libvirt's tap would). Addresses come only from
+198.51.100.0/24; every namespace is deleted, and its processes killed, in every
+outcome. Nothing here is product code: tests import it, kvmbridge never does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from kvmbridge.model import Bridge, HostProfile, IPv4
+from kvmbridge.render import render
+from kvmbridge.tree import write_tree
+
+LAN_NET = "198.51.100"
+GATEWAY = f"{LAN_NET}.1"
+HOST_ADDRESS = f"{LAN_NET}.2"
+VM_ADDRESS = f"{LAN_NET}.50"
+DHCP_RANGE = (f"{LAN_NET}.100", f"{LAN_NET}.150")
+
+# Run in the host namespace with private mounts: ifupdown's state, dhclient's
+# pid and lease files and resolv.conf never touch the machine's own.
+IFUP_SCRIPT = r"""
+set -e
+mount -t tmpfs tmpfs /run
+mkdir -p /run/network
+mount -t tmpfs tmpfs /var/lib/dhcp 2>/dev/null || true
+cp /etc/resolv.conf "$WORK/resolv.conf" 2>/dev/null || : >"$WORK/resolv.conf"
+mount --bind "$WORK/resolv.conf" /etc/resolv.conf
+exec ifup -a -i "$ROOT/etc/network/interfaces"
+"""
+
+LIBVIRTD_SCRIPT = r"""
+set -e
+mkdir -p /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt
+for d in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do mount -t tmpfs tmpfs "$d"; done
+mkdir -p /var/lib/libvirt/qemu /var/lib/libvirt/dnsmasq
+mount --bind "$ROOT/etc/libvirt/qemu" /etc/libvirt/qemu
+libvirtd --daemon --pid-file /run/libvirt/kvmbridge-test.pid
+for i in $(seq 100); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.1; done
+virsh -c qemu:///system net-list --all --name >"$WORK/net-names"
+for name in $(cat "$WORK/net-names"); do
+  virsh -c qemu:///system net-info "$name" >"$WORK/net-info.$name"
+  virsh -c qemu:///system net-dumpxml --inactive "$name" >"$WORK/net-xml.$name"
+done
+kill "$(cat /run/libvirt/kvmbridge-test.pid)"
+"""
+
+
+def readdress(profile: HostProfile) -> HostProfile:
+    """Move the profile onto the test LAN: the gateway bridge gets 198.51.100.2/24 via .1.
+
+    Everything else (ports, timers, hwaddress, methods, networks) stays as the
+    profile says, so the boot exercises the same options as the golden render.
+    """
+    import msgspec
+
+    bridges: dict[str, Bridge] = {}
+    for name, bridge in profile.bridges.items():
+        ipv4 = bridge.ipv4
+        if ipv4.method == "static":
+            gateway = GATEWAY if ipv4.gateway is not None else None
+            ipv4 = IPv4(method="static", address=f"{HOST_ADDRESS}/24", gateway=gateway, dns=(GATEWAY,))
+        bridges[name] = msgspec.structs.replace(bridge, ipv4=ipv4)
+    return msgspec.structs.replace(profile, bridges=bridges)
+
+
+def uplink(profile: HostProfile) -> str:
+    """The bridge that carries the host's address (or the first one): it meets the router."""
+    for name, bridge in profile.bridges.items():
+        if bridge.ipv4.method != "manual" and bridge.ports:
+            return name
+    return next(iter(profile.bridges))
+
+
+@dataclass
+class Lab:
+    """Three namespaces, torn down with every process in them on exit."""
+
+    tag: str = field(default_factory=lambda: secrets.token_hex(3))
+    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kvmbridge-lab-")))
+    lan: str = ""
+    host: str = ""
+    vm: str = ""
+
+    def __post_init__(self) -> None:
+        self.lan, self.host, self.vm = (f"kbt-{self.tag}-{n}" for n in ("lan", "host", "vm"))
+
+    def __enter__(self) -> Lab:
+        for ns in (self.lan, self.host, self.vm):
+            run(["ip", "netns", "add", ns])
+            self.sh(ns, "ip link set lo up")
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for ns in (self.vm, self.host, self.lan):
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
+            for pid in pids.split():
+                subprocess.run(["kill", "-9", pid], check=False, capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+    def sh(
+        self, ns: str, command: str, *, check: bool = True, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return run(["ip", "netns", "exec", ns, "sh", "-c", command], check=check, env=env, timeout=timeout)
+
+    def ip_json(self, ns: str, args: str) -> Any:
+        return json.loads(self.sh(ns, f"ip -j {args}").stdout)
+
+    def wire_ports(self, profile: HostProfile) -> str:
+        """A veth per port; the uplink bridge's ports meet the router's switch in `lan`."""
+        self.sh(self.lan, "ip link add lanbr type bridge && ip link set lanbr up")
+        self.sh(self.lan, f"ip addr add {GATEWAY}/24 dev lanbr")
+        up = uplink(profile)
+        n = 0
+        for name, bridge in profile.bridges.items():
+            for port in bridge.ports:
+                peer = f"l{n}"
+                n += 1
+                run(
+                    [
+                        "ip",
+                        "link",
+                        "add",
+                        peer,
+                        "netns",
+                        self.lan,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        port,
+                        "netns",
+                        self.host,
+                    ]
+                )
+                self.sh(
+                    self.lan, f"ip link set {peer} up" + (f" && ip link set {peer} master lanbr" if name == up else "")
+                )
+        return up
+
+    def attach_vm(self, bridge: str) -> None:
+        """The guest: its NIC's peer joins the bridge like libvirt's vnetN tap."""
+        run(["ip", "link", "add", "vnet0", "netns", self.host, "type", "veth", "peer", "name", "vm0", "netns", self.vm])
+        self.sh(self.host, f"ip link set vnet0 master {bridge} && ip link set vnet0 up")
+        self.sh(self.vm, f"ip addr add {VM_ADDRESS}/24 dev vm0 && ip link set vm0 up")
+
+    def start_dhcp_server(self) -> None:
+        lease = self.work / "dnsmasq.leases"
+        self.sh(
+            self.lan,
+            " ".join(
+                [
+                    "dnsmasq",
+                    "--conf-file=/dev/null",
+                    "--port=0",
+                    "--interface=lanbr",
+                    "--bind-interfaces",
+                    f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
+                    f"--dhcp-option=3,{GATEWAY}",
+                    f"--dhcp-leasefile={lease}",
+                    f"--pid-file={self.work / 'dnsmasq.pid'}",
+                    "--dhcp-authoritative",
+                ]
+            ),
+        )
+
+    def ifup(self, root: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "ROOT": str(root), "WORK": str(self.work)}
+        return run(
+            ["ip", "netns", "exec", self.host, "unshare", "-m", "--propagation", "private", "sh", "-c", IFUP_SCRIPT],
+            check=False,
+            env=env,
+            timeout=180,
+        )
+
+    def apply_sysctl(self, root: Path) -> list[str]:
+        """Apply every rendered sysctl.d file in `host`; return the keys this namespace lacks."""
+        missing = []
+        for conf in sorted((root / "etc/sysctl.d").glob("*.conf")):
+            result = self.sh(self.host, f"sysctl -p {shlex.quote(str(conf))}", check=False)
+            for line in result.stderr.splitlines():
+                if "cannot stat" in line:
+                    missing.append(line.split("/proc/sys/", 1)[-1].split(":")[0].replace("/", "."))
+                elif line.strip():
+                    raise AssertionError(f"sysctl -p {conf.name}: {line}")
+        return missing
+
+    def start_libvirtd(self, root: Path) -> dict[str, dict[str, str]]:
+        """libvirtd over the rendered etc/libvirt/qemu; returns `virsh net-info` per network."""
+        env = {**os.environ, "ROOT": str(root), "WORK": str(self.work)}
+        run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.host,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                LIBVIRTD_SCRIPT,
+            ],
+            env=env,
+            timeout=120,
+        )
+        info: dict[str, dict[str, str]] = {}
+        for name in (self.work / "net-names").read_text().split():
+            fields = {}
+            for line in (self.work / f"net-info.{name}").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key.strip():
+                    fields[key.strip()] = value.strip()
+            fields["xml"] = (self.work / f"net-xml.{name}").read_text()
+            info[name] = fields
+        return info
+
+    def ping(self, ns: str, address: str) -> bool:
+        return self.sh(ns, f"ping -c 1 -W 2 {address}", check=False).returncode == 0
+
+    def wait_ping(self, ns: str, address: str, seconds: float = 20) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.ping(ns, address):
+                return True
+            time.sleep(0.5)
+        return False
+
+
+def run(
+    cmd: list[str], *, check: bool = True, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{shlex.join(cmd)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def render_tree(profile: HostProfile, root: Path) -> None:
+    write_tree(render(profile), root)
