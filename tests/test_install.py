@@ -126,7 +126,8 @@ def test_backup_holds_original_bytes_and_manifest_and_state_checksums_match(tmp_
 
 def test_modes_follow_the_table_and_existing_files_keep_theirs(tmp_path: Path) -> None:
     root = seed_old_host(tmp_path / "root")
-    (root / "etc/libvirt/qemu/networks/bridge-network.xml").write_bytes(b"<network><name>x</name></network>")
+    rendered = GOLDEN / "article/etc/libvirt/qemu/networks/bridge-network.xml"
+    (root / "etc/libvirt/qemu/networks/bridge-network.xml").write_bytes(rendered.read_bytes())
     (root / "etc/libvirt/qemu/networks/bridge-network.xml").chmod(0o644)
     installed(root)
     modes = {k: v[2] for k, v in etc_files(root).items()}

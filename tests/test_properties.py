@@ -113,7 +113,7 @@ def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
         "sysctl": {"ip_forward": draw(st.booleans()), "ipv6_forward": draw(st.booleans())},
         "netfilter": {"filter_bridged_traffic": draw(st.booleans())},
         "interfaces": {
-            "source": draw(st.lists(st.from_regex(r"/etc/network/[a-z.]{1,10}/\*", fullmatch=True), max_size=2))
+            "source": draw(st.lists(st.from_regex(r"/etc/network/[a-z][a-z.]{0,9}/\*", fullmatch=True), max_size=2))
         },
         "bridges": bridges,
         "networks": networks,

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .errors import EXIT_INVALID, EXIT_OK, KvmbridgeError
+from .errors import EXIT_INVALID, EXIT_OK, EXIT_REFUSED, KvmbridgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,10 +77,16 @@ def render(profile: Path, output: Path | None, templates: Path | None) -> None:
 
 @main.command()
 @profile_argument
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Also run the safety checks against this target root (exit 3 on an error finding).",
+)
 @templates_option
 @json_option
 @handle_errors
-def validate(profile: Path, templates: Path | None, as_json: bool) -> None:
+def validate(profile: Path, root: Path | None, templates: Path | None, as_json: bool) -> None:
     """Check the profile, render it, and check the output with ifupdown and libvirt's schema."""
     from .advice import profile_warnings
     from .errors import ProfileError
@@ -98,6 +104,7 @@ def validate(profile: Path, templates: Path | None, as_json: bool) -> None:
     files = render_files(model, templates)
     verdict = verify(files, ["lo", *model.bridges])
     warnings = [f"{profile}: {key}: {msg}" for key, msg in profile_warnings(model)]
+    safety = _safety(model, files, root) if root is not None and not verdict.errors else None
     if as_json:
         _print_json(
             {
@@ -107,6 +114,7 @@ def validate(profile: Path, templates: Path | None, as_json: bool) -> None:
                 "warnings": warnings,
                 "checked": verdict.checked,
                 "skipped": verdict.skipped,
+                **_safety_json(safety),
             }
         )
     else:
@@ -119,17 +127,26 @@ def validate(profile: Path, templates: Path | None, as_json: bool) -> None:
         if not verdict.errors:
             checked = ", ".join(["profile rules", *verdict.checked])
             click.echo(f"{profile}: valid ({len(files)} files; checked: {checked})")
-    sys.exit(EXIT_INVALID if verdict.errors else EXIT_OK)
+        _print_safety(safety)
+    if verdict.errors:
+        sys.exit(EXIT_INVALID)
+    sys.exit(EXIT_REFUSED if safety is not None and safety.errors else EXIT_OK)
 
 
 @main.command()
+@click.option("--from-host", is_flag=True, help="Bridge the NIC that carries this host's default route.")
 @templates_option
 @handle_errors
-def init(templates: Path | None) -> None:
-    """Print a commented starter profile: the source article's setup."""
+def init(from_host: bool, templates: Path | None) -> None:
+    """Print a commented starter profile: the source article's setup, or this host's."""
     from .starter import starter_profile
 
-    click.echo(starter_profile(templates=templates), nl=False)
+    values = None
+    if from_host:
+        from .hostscan import scan_host
+
+        values = scan_host()
+    click.echo(starter_profile(values, templates), nl=False)
 
 
 def _print_json(value: object) -> None:
@@ -163,14 +180,42 @@ def _load_and_render(profile: Path, templates: Path | None) -> tuple[Any, Any]:
     return model, files
 
 
-def _plan_for(profile: Path, root: Path, templates: Path | None) -> Any:
+def _safety(model: Any, files: Any, root: Path) -> Any:
+    """Safety checks against the target; the running host is consulted only when the root is `/`."""
+    from .hostscan import read_live_host
+    from .root import Root
+    from .safety import check_target
+    from .state import read_state
+
+    target = Root(root)
+    live = read_live_host() if target.is_live else None
+    return check_target(model, files, target, read_state(target), live)
+
+
+def _safety_json(report: Any) -> dict[str, Any]:
+    if report is None:
+        return {}
+    return {"findings": [f.as_dict() for f in report.findings], "safety_notes": list(report.notes)}
+
+
+def _print_safety(report: Any, notes: bool = True) -> None:
+    """Findings go to stderr; notes on skipped checks too, except where a summary line carries them."""
+    if report is None:
+        return
+    for finding in report.findings:
+        click.echo(finding.line(), err=True)
+    for note in report.notes if notes else ():
+        click.echo(f"note: {note}", err=True)
+
+
+def _plan_for(profile: Path, root: Path, templates: Path | None) -> tuple[Any, Any]:
     from .plan import make_plan
     from .root import Root
     from .state import read_state
 
-    _, files = _load_and_render(profile, templates)
+    model, files = _load_and_render(profile, templates)
     target = Root(root)
-    return make_plan(files, target, read_state(target))
+    return make_plan(files, target, read_state(target)), _safety(model, files, root)
 
 
 def _echo_diff(text: str) -> None:
@@ -202,10 +247,11 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
     """Show what install would change under --root: unified diffs, then what they mean."""
     from .diff import semantic, unified
 
-    plan = _plan_for(profile, root, templates)
+    plan, safety = _plan_for(profile, root, templates)
     if as_json:
         _print_json(
             {
+                **_safety_json(safety),
                 "root": str(root),
                 "in_sync": plan.in_sync,
                 "changes": [
@@ -231,6 +277,7 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
             for line in lines:
                 click.echo(f"  {line}")
         click.echo(f"{'in sync' if plan.in_sync else f'{len(plan.pending)} file(s) would change'} under {root}")
+        _print_safety(safety)
     sys.exit(0 if plan.in_sync else 1)
 
 
@@ -243,20 +290,29 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
 @handle_errors
 def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Path | None) -> None:
     """Back up, then write the files atomically for activation at the next boot."""
+    from .errors import RefusedError
     from .install import install as run_install
     from .install import preflight, refuse_unprivileged
     from .root import Root
 
     model, files = _load_and_render(profile, templates)
     target = Root(root)
+    refuse_unprivileged(target)
+    safety = _safety(model, files, root)
+    _print_safety(safety, notes=False)
+    if safety.errors and not force:
+        raise RefusedError(
+            f"{root}: {len(safety.errors)} safety error(s) above; nothing was changed "
+            "(fix them, or install --force if you are sure)"
+        )
     if dry_run:
         from .plan import make_plan
         from .state import read_state
 
-        refuse_unprivileged(target)
         plan = make_plan(files, target, read_state(target))
         preflight(plan, force)
         _print_plan(plan, root)
+        click.echo(safety.summary())
         click.echo("dry run: nothing was written")
         return
     result = run_install(model, files, target, profile_path=profile, force=force)
@@ -264,6 +320,7 @@ def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Pa
         click.echo(f"nothing to do: {root} already holds what {profile} renders")
         return
     _print_plan(result.plan, root)
+    click.echo(safety.summary())
     _print_install_report(result.plan, result.manifest.id, root)
 
 

@@ -1,0 +1,343 @@
+"""Safety checks against the target system: what would lock the administrator out
+or fight our files at boot. Read-only; every finding needs evidence on the root.
+
+Checks about the running host (SSH session, existing NICs) take a `LiveHost`,
+which the CLI passes only when the root is `/`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import ipaddress
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .fileset import RenderedSet
+from .formats import interfaces as interfaces_format
+from .hostscan import LiveHost
+from .model import HostProfile
+from .plan import parse_or_none
+from .root import Root
+from .state import State
+
+
+@dataclass(frozen=True)
+class Finding:
+    """`id` is stable across releases; `severity` is error (blocks install) or warning."""
+
+    id: str
+    severity: str
+    subject: str
+    message: str
+    fix: str
+
+    def line(self) -> str:
+        return f"{self.severity}: {self.id} {self.subject}: {self.message} (fix: {self.fix})"
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class Report:
+    findings: tuple[Finding, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "warning")
+
+    def summary(self) -> str:
+        return f"safety checks: {len(self.errors)} error(s), {len(self.warnings)} warning(s), {len(self.notes)} skipped"
+
+
+def check_target(profile: HostProfile, files: RenderedSet, root: Root, state: State, live: LiveHost | None) -> Report:
+    notes: list[str] = []
+    packages = read_dpkg_status(root)
+    findings = [
+        *_other_managers(profile, root),
+        *_sourced_files(profile, root),
+        *_pending_writers(profile, root),
+        *_libvirt_networks(files, root, state),
+    ]
+    if packages is None:
+        notes.append(f"package checks skipped: no dpkg database at {root.path('/var/lib/dpkg/status')}")
+    else:
+        findings += _packages(profile, root, packages)
+    if live is None:
+        notes.append("running-host checks (SSH session, existing NICs) skipped: the root is not /")
+    else:
+        findings += _live_host(profile, live)
+    return Report(tuple(findings), tuple(notes))
+
+
+def read_dpkg_status(root: Root) -> set[str] | None:
+    """Installed package names, or None when the root has no dpkg database (a staging folder)."""
+    status = root.read("/var/lib/dpkg/status")
+    if status.kind != "file" or status.data is None:
+        return None
+    installed: set[str] = set()
+    for paragraph in status.data.decode("utf-8", "replace").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in paragraph.splitlines() if ": " in line and line[0] != " ")
+        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+            installed.add(fields["Package"])
+    return installed
+
+
+def _names(profile: HostProfile) -> dict[str, str]:
+    """Every interface the profile owns → what it is, for messages."""
+    owned = {name: "bridge" for name in profile.bridges}
+    for name, bridge in profile.bridges.items():
+        owned |= {port: f"port of {name}" for port in bridge.ports}
+    return owned
+
+
+def _files(root: Root, pattern: str) -> list[tuple[str, bytes]]:
+    found = []
+    for path in sorted(glob.glob(str(root.path(pattern)))):
+        dest = "/" + str(path)[len(str(root.prefix)) :].lstrip("/")
+        on_disk = root.read(dest)
+        if on_disk.kind == "file" and on_disk.data is not None:
+            found.append((dest, on_disk.data))
+    return found
+
+
+def _other_managers(profile: HostProfile, root: Root) -> Iterator[Finding]:
+    owned = _names(profile)
+    for path, data in _files(root, "/etc/netplan/*.yaml") + _files(root, "/etc/netplan/*.yml"):
+        text = data.decode("utf-8", "replace")
+        for name, what in owned.items():
+            if re.search(rf"^\s*{re.escape(name)}\s*:", text, re.M) or re.search(
+                rf"set-name:\s*['\"]?{re.escape(name)}\b", text
+            ):
+                yield Finding(
+                    "KB102",
+                    "error",
+                    name,
+                    f"netplan ({path}) also configures this {what}; netplan's "
+                    "renderer would own it at boot, not ifupdown",
+                    f"remove {name} from {path} (or remove netplan)",
+                )
+    for path, data in _files(root, "/etc/NetworkManager/system-connections/*"):
+        found = re.search(r"^interface-name\s*=\s*(\S+)", data.decode("utf-8", "replace"), re.M)
+        if found and found[1] in owned:
+            yield Finding(
+                "KB102",
+                "error",
+                found[1],
+                f"NetworkManager profile {path} manages this {owned[found[1]]}",
+                f"delete {path}, or mark the device unmanaged",
+            )
+    for path, data in _files(root, "/etc/NetworkManager/NetworkManager.conf"):
+        if re.search(r"^\s*\[ifupdown\][^\[]*^\s*managed\s*=\s*true", data.decode("utf-8", "replace"), re.M | re.S):
+            yield Finding(
+                "KB102",
+                "error",
+                path,
+                "NetworkManager manages interfaces from /etc/network/interfaces "
+                "([ifupdown] managed=true) and fights ifupdown over the bridge",
+                "set managed=false in [ifupdown], or remove NetworkManager",
+            )
+    for path, data in _files(root, "/etc/systemd/network/*.network"):
+        match = re.search(r"^\[Match\][^\[]*?^\s*Name\s*=\s*(.+)$", data.decode("utf-8", "replace"), re.M | re.S)
+        if not match:
+            continue
+        patterns = match[1].split()
+        for name, what in owned.items():
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                yield Finding(
+                    "KB102",
+                    "error",
+                    name,
+                    f"systemd-networkd ({path}) matches this {what}",
+                    f"remove {path} or narrow its [Match] Name=",
+                )
+
+
+def _sourced_files(profile: HostProfile, root: Root) -> Iterator[Finding]:
+    """Files our `source` lines pull in still configuring what the profile owns."""
+    owned = _names(profile)
+    ours = {b.ipv4.address.split("/")[0] for b in profile.bridges.values() if b.ipv4.address}
+    for pattern in profile.interfaces.source:
+        for path, data in _files(root, pattern):
+            parsed = interfaces_format.parse(data)
+            for key, stanza in parsed["ifaces"].items():
+                name = key.split()[0]
+                if name in owned:
+                    yield Finding(
+                        "KB110",
+                        "error",
+                        name,
+                        f"{path} (sourced by interfaces) still configures this {owned[name]}",
+                        f"remove the {name} stanza from {path}",
+                    )
+                address = stanza["options"].get("address")
+                if isinstance(address, str) and address.split("/")[0] in ours and name not in owned:
+                    yield Finding(
+                        "KB109",
+                        "error",
+                        name,
+                        f"{path} still assigns {address.split('/')[0]}, which the profile moves to the bridge",
+                        f"remove that address from {path}",
+                    )
+            for name in parsed["auto"]:
+                if name in owned and f"{name} inet" not in parsed["ifaces"]:
+                    yield Finding(
+                        "KB110",
+                        "error",
+                        name,
+                        f"{path} marks this {owned[name]} auto",
+                        f"remove `auto {name}` from {path}",
+                    )
+
+
+def _pending_writers(profile: HostProfile, root: Root) -> Iterator[Finding]:
+    if root.read("/etc/network/interfaces.new").kind == "file":
+        yield Finding(
+            "KB111",
+            "error",
+            "/etc/network/interfaces.new",
+            "a pending Proxmox network change: pvenetcommit moves it over /etc/network/interfaces early at boot",
+            "apply or discard it in the Proxmox GUI (or delete it) before installing",
+        )
+    cloud = _files(root, "/etc/network/interfaces.d/50-cloud-init*")
+    if cloud:
+        disabled = any(_cloud_init_network_disabled(data) for _, data in _files(root, "/etc/cloud/cloud.cfg.d/*.cfg"))
+        if not disabled:
+            yield Finding(
+                "KB112",
+                "error",
+                cloud[0][0],
+                "cloud-init rewrites this file at boot and has not been told to leave the network alone",
+                "write /etc/cloud/cloud.cfg.d/99-disable-network-config.cfg with "
+                "'network: {config: disabled}' and delete the 50-cloud-init file",
+            )
+
+
+def _cloud_init_network_disabled(data: bytes) -> bool:
+    text = data.decode("utf-8", "replace")
+    return bool(
+        re.search(r"^network:\s*\{\s*config:\s*disabled\s*\}", text, re.M)
+        or re.search(r"^network:\s*\n\s+config:\s*disabled\b", text, re.M)
+    )
+
+
+def _libvirt_networks(files: RenderedSet, root: Root, state: State) -> Iterator[Finding]:
+    for f in files:
+        if not f.path.endswith(".xml") or "/autostart/" in f.path or f.path in state.files:
+            continue
+        existing = root.read(f.path)
+        if existing.kind != "file":
+            continue
+        theirs: Any = parse_or_none(f.path, existing.data)
+        ours: Any = parse_or_none(f.path, f.data)
+        if theirs is None or ours is None:
+            continue
+        theirs_net, ours_net = dict(theirs.get("network", {})), dict(ours["network"])
+        theirs_net.pop("uuid", None)
+        ours_net.pop("uuid", None)
+        if theirs_net != ours_net:
+            name = ours["network"]["name"]
+            yield Finding(
+                "KB108",
+                "error",
+                name,
+                f"libvirt already defines network {name} differently ({f.path})",
+                "rename the network in the profile, or `virsh net-undefine` the old one",
+            )
+
+
+def _packages(profile: HostProfile, root: Root, packages: set[str]) -> Iterator[Finding]:
+    if "ifupdown" not in packages:
+        yield Finding(
+            "KB104",
+            "error",
+            "ifupdown",
+            "not installed on the target: nothing reads /etc/network/interfaces at boot",
+            "apt-get install ifupdown",
+        )
+    if "bridge-utils" not in packages:
+        yield Finding(
+            "KB103",
+            "error",
+            "bridge-utils",
+            "not installed on the target: ifupdown will not understand bridge_ports and the bridge will not come up",
+            "apt-get install bridge-utils",
+        )
+    if not packages & {"libvirt-daemon", "libvirt-daemon-system"}:
+        yield Finding(
+            "KB107",
+            "warning",
+            "libvirt",
+            "libvirt is not installed on the target: the network XML will be read by nobody",
+            "apt-get install libvirt-daemon-system",
+        )
+    kube = packages & {"kubelet", "kubeadm", "k3s"} or root.read("/var/lib/kubelet/config.yaml").kind == "file"
+    if kube and not profile.netfilter.filter_bridged_traffic:
+        yield Finding(
+            "KB105",
+            "warning",
+            "netfilter.filter_bridged_traffic",
+            "Kubernetes is present: bridge-nf-call-iptables = 0 breaks kube-proxy's service routing",
+            "set filter_bridged_traffic = true",
+        )
+    docker = packages & {"docker-ce", "docker.io", "moby-engine"} or root.read("/etc/docker/daemon.json").kind == "file"
+    if docker and profile.netfilter.filter_bridged_traffic:
+        yield Finding(
+            "KB106",
+            "warning",
+            "netfilter.filter_bridged_traffic",
+            "Docker is present: its FORWARD policy DROP will drop bridged VM traffic that netfilter sees",
+            "set filter_bridged_traffic = false",
+        )
+
+
+def _live_host(profile: HostProfile, live: LiveHost) -> Iterator[Finding]:
+    existing = live.link_names()
+    for name, bridge in profile.bridges.items():
+        for port in bridge.ports:
+            if port not in existing:
+                yield Finding(
+                    "KB113",
+                    "error",
+                    port,
+                    f"port of {name} does not exist on this host (renamed NIC?)",
+                    f"check `ip link` and fix bridges.{name}.ports",
+                )
+    if not live.ssh_connection:
+        return
+    parts = live.ssh_connection.split()
+    if len(parts) != 4:
+        return
+    server = parts[2]
+    nic = live.nic_holding(server)
+    for name, bridge in profile.bridges.items():
+        if nic not in bridge.ports:
+            continue
+        ipv4 = bridge.ipv4
+        keeps = (ipv4.method == "static" and ipv4.address is not None and _same_ip(ipv4.address, server)) or (
+            ipv4.method == "dhcp" and bridge.hwaddress is not None
+        )
+        if not keeps:
+            yield Finding(
+                "KB101",
+                "error",
+                nic or server,
+                f"your SSH session arrives on {server} at {nic}, "
+                f"which bridge {name} enslaves without carrying that address: you would be locked out",
+                f'give {name} address {server} with its prefix (static), or DHCP with hwaddress = "{nic}"',
+            )
+
+
+def _same_ip(cidr: str, address: str) -> bool:
+    try:
+        return ipaddress.ip_interface(cidr).ip == ipaddress.ip_address(address)
+    except ValueError:
+        return False
