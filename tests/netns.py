@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from kvmbridge.hostscan import LiveHost
 from kvmbridge.model import Bridge, HostProfile, IPv4
 from kvmbridge.render import render
 from kvmbridge.tree import write_tree
@@ -122,35 +123,20 @@ class Lab:
 
     def wire_ports(self, profile: HostProfile) -> str:
         """A veth per port; the uplink bridge's ports meet the router's switch in `lan`."""
+        up = uplink(profile)
+        self.wire([(port, name == up) for name, bridge in profile.bridges.items() for port in bridge.ports])
+        return up
+
+    def wire(self, ports: list[tuple[str, bool]]) -> None:
+        """The router (`lanbr`, gateway address) and a veth per (host NIC name, joins the LAN)."""
         self.sh(self.lan, "ip link add lanbr type bridge && ip link set lanbr up")
         self.sh(self.lan, f"ip addr add {GATEWAY}/24 dev lanbr")
-        up = uplink(profile)
-        n = 0
-        for name, bridge in profile.bridges.items():
-            for port in bridge.ports:
-                peer = f"l{n}"
-                n += 1
-                run(
-                    [
-                        "ip",
-                        "link",
-                        "add",
-                        peer,
-                        "netns",
-                        self.lan,
-                        "type",
-                        "veth",
-                        "peer",
-                        "name",
-                        port,
-                        "netns",
-                        self.host,
-                    ]
-                )
-                self.sh(
-                    self.lan, f"ip link set {peer} up" + (f" && ip link set {peer} master lanbr" if name == up else "")
-                )
-        return up
+        for n, (port, joins) in enumerate(ports):
+            peer = f"l{n}"
+            run(
+                ["ip", "link", "add", peer, "netns", self.lan, "type", "veth", "peer", "name", port, "netns", self.host]
+            )
+            self.sh(self.lan, f"ip link set {peer} up" + (f" && ip link set {peer} master lanbr" if joins else ""))
 
     def attach_vm(self, bridge: str) -> None:
         """The guest: its NIC's peer joins the bridge like libvirt's vnetN tap."""
@@ -229,6 +215,24 @@ class Lab:
             fields["xml"] = (self.work / f"net-xml.{name}").read_text()
             info[name] = fields
         return info
+
+    def capture_live(self, ns: str, ssh_connection: str | None = None) -> LiveHost:
+        """What `ip -j` says inside a namespace: the running-host facts kvmbridge reads."""
+        return LiveHost(
+            links=self.ip_json(ns, "-d link show"),
+            addrs=self.ip_json(ns, "addr show"),
+            routes=self.ip_json(ns, "-4 route show"),
+            ssh_connection=ssh_connection,
+        )
+
+    def reboot_host(self) -> None:
+        """Forget the old network config in `host`: kill its daemons, flush addresses and routes."""
+        pids = run(["ip", "netns", "pids", self.host], check=False).stdout.split()
+        for pid in pids:
+            subprocess.run(["kill", "-9", pid], check=False, capture_output=True)
+        self.sh(
+            self.host, "for dev in $(ls /sys/class/net); do ip addr flush dev $dev; done; ip route flush table main"
+        )
 
     def ping(self, ns: str, address: str) -> bool:
         return self.sh(ns, f"ping -c 1 -W 2 {address}", check=False).returncode == 0

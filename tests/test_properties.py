@@ -135,6 +135,8 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
                 opts[key] = value
         if b.ipv4.dns:
             opts["dns-nameservers"] = " ".join(b.ipv4.dns)
+        if b.ipv4.method == "dhcp" and b.hwaddress is not None:
+            opts["client"] = "no"
         opts |= {
             "bridge_ports": " ".join(b.ports) or "none",
             "bridge_stp": "on" if b.stp else "off",

@@ -62,7 +62,7 @@ def read_live_host() -> LiveHost:
         return list(json.loads(out or "[]"))
 
     return LiveHost(
-        links=ip_json("link", "show"),
+        links=ip_json("-d", "link", "show"),
         addrs=ip_json("addr", "show"),
         routes=ip_json("-4", "route", "show"),
         ssh_connection=os.environ.get("SSH_CONNECTION"),

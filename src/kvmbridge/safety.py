@@ -55,7 +55,8 @@ class Report:
         return tuple(f for f in self.findings if f.severity == "warning")
 
     def summary(self) -> str:
-        return f"safety checks: {len(self.errors)} error(s), {len(self.warnings)} warning(s), {len(self.notes)} skipped"
+        counts = f"{len(self.errors)} error(s), {len(self.warnings)} warning(s), {len(self.notes)} skipped"
+        return f"safety checks: {counts}" + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
 
 def check_target(profile: HostProfile, files: RenderedSet, root: Root, state: State, live: LiveHost | None) -> Report:

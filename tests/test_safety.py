@@ -1,0 +1,225 @@
+"""Safety checks: each fires on its situation (fake roots in tests/data/roots) and stays silent
+on a clean Debian root; running-host checks use `ip -j` captured from namespaces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kvmbridge.hostscan import LiveHost
+from kvmbridge.profile import load_profile
+from kvmbridge.render import render
+from kvmbridge.root import Root
+from kvmbridge.safety import Report, check_target
+from kvmbridge.state import State
+
+from .conftest import GOLDEN, require_root, require_tool, run, write_profile
+from .netns import GATEWAY, Lab
+
+DATA = Path(__file__).parent / "data/roots"
+ARTICLE = GOLDEN / "article.toml"
+
+
+def make_root(tmp_path: Path, *overlays: str, base: str = "debian") -> Path:
+    root = tmp_path / "root"
+    for layer in (base, *overlays):
+        shutil.copytree(DATA / layer, root, dirs_exist_ok=True)
+    return root
+
+
+def findings(profile: Path, root: Path, live: LiveHost | None = None) -> Report:
+    model = load_profile(profile)
+    return check_target(model, render(model), Root(root), State(), live)
+
+
+def ids(report: Report) -> list[tuple[str, str, str]]:
+    return sorted((f.id, f.severity, f.subject) for f in report.findings)
+
+
+def test_clean_debian_root_has_no_findings(tmp_path: Path) -> None:
+    report = findings(ARTICLE, make_root(tmp_path))
+    assert report.findings == ()
+    assert report.notes == ("running-host checks (SSH session, existing NICs) skipped: the root is not /",)
+
+
+def test_empty_staging_folder_stays_a_valid_target(tmp_path: Path) -> None:
+    (tmp_path / "staging").mkdir()
+    result = run("validate", ARTICLE, "--root", tmp_path / "staging")
+    assert result.exit_code == 0, result.stderr
+    assert f"note: package checks skipped: no dpkg database at {tmp_path / 'staging/var/lib/dpkg/status'}" in (
+        result.stderr
+    )
+
+
+SITUATIONS = [
+    ("netplan", ARTICLE, [("KB102", "error", "eth0")]),
+    ("nm", ARTICLE, [("KB102", "error", "eth0")]),
+    ("nm-ifupdown", ARTICLE, [("KB102", "error", "/etc/NetworkManager/NetworkManager.conf")]),
+    ("networkd", ARTICLE, [("KB102", "error", "eth0")]),
+    ("no-bridge-utils", ARTICLE, [("KB103", "error", "bridge-utils")]),
+    ("kubernetes", ARTICLE, [("KB105", "warning", "netfilter.filter_bridged_traffic")]),
+    ("kubernetes", GOLDEN / "filter-on.toml", []),
+    ("docker", GOLDEN / "filter-on.toml", [("KB106", "warning", "netfilter.filter_bridged_traffic")]),
+    ("docker", ARTICLE, []),
+    ("proxmox", ARTICLE, [("KB111", "error", "/etc/network/interfaces.new")]),
+    (
+        "cloud-init",
+        ARTICLE,
+        [("KB110", "error", "eth0"), ("KB112", "error", "/etc/network/interfaces.d/50-cloud-init")],
+    ),
+    ("cloud-init-disabled", ARTICLE, [("KB110", "error", "eth0")]),
+    ("sourced-port", ARTICLE, [("KB110", "error", "eth0")]),
+    ("sourced-address", ARTICLE, [("KB109", "error", "eth0:1")]),
+    ("libvirt-conflict", ARTICLE, [("KB108", "error", "bridge-network")]),
+]
+
+
+@pytest.mark.parametrize(
+    ("situation", "profile", "expected"), SITUATIONS, ids=[f"{s[0]}-{s[1].stem}" for s in SITUATIONS]
+)
+def test_each_check_fires_on_its_situation(
+    tmp_path: Path, situation: str, profile: Path, expected: list[tuple[str, str, str]]
+) -> None:
+    base = "no-bridge-utils" if situation == "no-bridge-utils" else "debian"
+    overlays = () if situation == "no-bridge-utils" else (situation,)
+    report = findings(profile, make_root(tmp_path, *overlays, base=base))
+    assert ids(report) == sorted(expected)
+    for finding in report.findings:
+        assert "\n" not in finding.line() and "(fix: " in finding.line()
+
+
+def test_missing_ifupdown_and_libvirt(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text("Package: bash\nStatus: install ok installed\n\n")
+    assert ids(findings(ARTICLE, root)) == [
+        ("KB103", "error", "bridge-utils"),
+        ("KB104", "error", "ifupdown"),
+        ("KB107", "warning", "libvirt"),
+    ]
+
+
+def test_libvirt_network_defined_the_same_way_is_not_a_conflict(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    xml = root / "etc/libvirt/qemu/networks/bridge-network.xml"
+    xml.parent.mkdir(parents=True)
+    xml.write_text(
+        "<network><name>bridge-network</name><uuid>3e3fce45-4f53-4fa7-bb32-11f34168b82b</uuid>"
+        "<forward mode='bridge'/><bridge name='br0'/></network>\n"
+    )
+    assert findings(ARTICLE, root).findings == ()
+
+
+def test_validate_root_exits_3_on_an_error_and_0_on_warnings_only(tmp_path: Path) -> None:
+    netplan = make_root(tmp_path / "a", "netplan")
+    result = run("validate", ARTICLE, "--root", netplan)
+    assert result.exit_code == 3
+    assert (
+        "error: KB102 eth0: netplan (/etc/netplan/50-cloud-init.yaml) also configures this port of br0; "
+        "netplan's renderer would own it at boot, not ifupdown (fix: remove eth0 from "
+        "/etc/netplan/50-cloud-init.yaml (or remove netplan))"
+    ) in result.stderr.splitlines()
+    kube = make_root(tmp_path / "b", "kubernetes")
+    result = run("validate", ARTICLE, "--root", kube)
+    assert result.exit_code == 0
+    assert "warning: KB105 netfilter.filter_bridged_traffic:" in result.stderr
+
+
+def test_validate_root_json_lists_findings(tmp_path: Path) -> None:
+    result = run("validate", ARTICLE, "--root", make_root(tmp_path, "proxmox"), "--json")
+    data = json.loads(result.stdout)
+    assert data["findings"] == [
+        {
+            "id": "KB111",
+            "severity": "error",
+            "subject": "/etc/network/interfaces.new",
+            "message": "a pending Proxmox network change: pvenetcommit moves it over /etc/network/interfaces early at boot",
+            "fix": "apply or discard it in the Proxmox GUI (or delete it) before installing",
+        }
+    ]
+
+
+def test_install_refuses_on_an_error_finding_unless_forced(tmp_path: Path) -> None:
+    root = make_root(tmp_path, "networkd")
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    result = run("install", ARTICLE, "--root", root)
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[-1] == (
+        f"{root}: 1 safety error(s) above; nothing was changed (fix them, or install --force if you are sure)"
+    )
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before
+    forced = run("install", ARTICLE, "--root", root, "--force")
+    assert forced.exit_code == 0
+    assert "safety checks: 1 error(s), 0 warning(s), 1 skipped (running-host checks" in forced.stdout
+
+
+def test_install_report_has_a_safety_summary_line(tmp_path: Path) -> None:
+    result = run("install", ARTICLE, "--root", make_root(tmp_path, "kubernetes"))
+    assert result.exit_code == 0
+    assert "safety checks: 0 error(s), 1 warning(s), 1 skipped" in result.stdout
+    assert "warning: KB105" in result.stderr
+
+
+def test_diff_shows_findings_and_keeps_its_exit_code(tmp_path: Path) -> None:
+    result = run("diff", ARTICLE, "--root", make_root(tmp_path, "cloud-init"), "--json")
+    assert result.exit_code == 1
+    assert {f["id"] for f in json.loads(result.stdout)["findings"]} == {"KB110", "KB112"}
+
+
+# Running-host checks, fed with `ip -j` captured in a namespace.
+
+
+@pytest.fixture(scope="module")
+def captured() -> LiveHost:
+    require_root()
+    require_tool("ip")
+    with Lab() as lab:
+        lab.wire([("eth0", True)])
+        lab.sh(
+            lab.host,
+            f"ip link set eth0 up && ip addr add 198.51.100.2/24 dev eth0 && ip route add default via {GATEWAY}",
+        )
+        return lab.capture_live(lab.host)
+
+
+SSH = "198.51.100.77 50022 198.51.100.2 22"
+
+
+def live_findings(tmp_path: Path, live: LiveHost, bridge: str) -> list[tuple[str, str, str]]:
+    profile = write_profile(tmp_path, f"[sysctl]\nip_forward = false\n[bridges.br0]\n{bridge}\n", name="kvm01.toml")
+    return ids(findings(profile, make_root(tmp_path), live))
+
+
+@pytest.mark.parametrize(
+    ("bridge", "expected"),
+    [
+        ('ports = ["eth0"]\nipv4 = { method = "static", address = "198.51.100.2/24", gateway = "198.51.100.1" }', []),
+        (
+            'ports = ["eth0"]\nipv4 = { method = "static", address = "198.51.100.3/24", gateway = "198.51.100.1" }',
+            [("KB101", "error", "eth0")],
+        ),
+        ('ports = ["eth0"]\nipv4 = { method = "dhcp" }', [("KB101", "error", "eth0")]),
+        ('ports = ["eth0"]\nhwaddress = "eth0"\nipv4 = { method = "dhcp" }', []),
+        ('ports = ["eth0"]', [("KB101", "error", "eth0")]),
+    ],
+    ids=["static-same", "static-other", "dhcp-no-hwaddress", "dhcp-hwaddress", "manual"],
+)
+def test_ssh_session_through_the_port_is_protected(
+    tmp_path: Path, captured: LiveHost, bridge: str, expected: list[tuple[str, str, str]]
+) -> None:
+    live = LiveHost(captured.links, captured.addrs, captured.routes, ssh_connection=SSH)
+    assert live_findings(tmp_path, live, bridge) == expected
+
+
+def test_ssh_session_on_another_nic_is_no_concern(tmp_path: Path, captured: LiveHost) -> None:
+    live = LiveHost(captured.links, captured.addrs, captured.routes, ssh_connection="198.51.100.77 1 127.0.0.1 22")
+    assert live_findings(tmp_path, live, 'ports = ["eth0"]\nipv4 = { method = "dhcp" }') == []
+
+
+def test_port_missing_on_the_running_host(tmp_path: Path, captured: LiveHost) -> None:
+    assert live_findings(tmp_path, captured, 'ports = ["eth0", "enp9s0"]\nstp = true\nforward_delay = 15') == [
+        ("KB113", "error", "enp9s0")
+    ]
