@@ -93,4 +93,12 @@ def write_profile(folder: Path, text: str, name: str = "host.toml") -> Path:
     return path
 
 
+def override_template(folder: Path, name: str, text: str) -> Path:
+    """A --templates folder holding one template that replaces the built-in of that name."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return folder
+
+
 ARTICLE = (GOLDEN / "article.toml").read_text()

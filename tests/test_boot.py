@@ -13,7 +13,7 @@ from kvmbridge.render import environment, render
 from kvmbridge.root import Root
 
 from .bootcheck import boot
-from .conftest import GOLDEN, GOLDEN_CASES, require_root, require_tool
+from .conftest import GOLDEN, GOLDEN_CASES, override_template, require_root, require_tool
 from .netns import readdress, render_tree, uplink
 from .roots import seed_old_host
 
@@ -58,11 +58,9 @@ def test_installed_tree_over_an_old_configuration_boots(tmp_path: Path) -> None:
 
 
 def test_broken_template_without_bridge_ports_fails_the_boot(tmp_path: Path) -> None:
-    templates = tmp_path / "templates"
     source = environment().loader.get_source(environment(), "etc/network/interfaces.j2")[0]  # type: ignore[union-attr]
     broken = "\n".join(line for line in source.splitlines() if "bridge_ports" not in line) + "\n"
-    (templates / "etc/network").mkdir(parents=True)
-    (templates / "etc/network/interfaces.j2").write_text(broken)
+    templates = override_template(tmp_path / "templates", "etc/network/interfaces.j2", broken)
     profile = readdress(load_profile(GOLDEN / "article.toml"))
     root = tmp_path / "root"
     from kvmbridge.tree import write_tree

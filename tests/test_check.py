@@ -177,27 +177,18 @@ def test_pre_commit_hook_runs_check_in_a_temporary_repository(tmp_path: Path) ->
     git("add", ".")
     git("commit", "-qm", "fleet")
     source = _committed_copy(tmp_path / "kvmbridge-src", env)
-    clean = subprocess.run(
-        [pre_commit, "try-repo", str(source), "kvmbridge-check", "--all-files"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+
+    def try_repo() -> subprocess.CompletedProcess[str]:
+        command = [pre_commit, "try-repo", str(source), "kvmbridge-check", "--all-files"]
+        return subprocess.run(command, cwd=repo, capture_output=True, text=True, env=env, check=False)
+
+    clean = try_repo()
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "kvmbridge golden check" in clean.stdout and "Passed" in clean.stdout
     profile = repo / "article.toml"
     profile.write_text(profile.read_text().replace("stp = false", "stp = false\nmtu = 9000"))
     git("add", ".")
-    drifted = subprocess.run(
-        [pre_commit, "try-repo", str(source), "kvmbridge-check", "--all-files"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    drifted = try_repo()
     assert drifted.returncode == 1, drifted.stdout
     assert "Failed" in drifted.stdout and "br0 inet mtu added: 9000" in drifted.stdout
 

@@ -9,7 +9,7 @@ import pytest
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
 
-from .conftest import GOLDEN, GOLDEN_CASES, modes, run, tree
+from .conftest import GOLDEN, GOLDEN_CASES, modes, override_template, run, tree
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
@@ -76,11 +76,11 @@ def test_every_generated_file_starts_with_the_generated_from_comment() -> None:
 
 
 def test_templates_override_by_name(tmp_path: Path) -> None:
-    override = tmp_path / "tpl" / "etc/udev/rules.d"
-    override.mkdir(parents=True)
-    (override / "99-bridge.rules.j2").write_text("# {{ header }}\n# site rule\n")
+    templates = override_template(
+        tmp_path / "tpl", "etc/udev/rules.d/99-bridge.rules.j2", "# {{ header }}\n# site rule\n"
+    )
     out = tmp_path / "out"
-    result = run("render", GOLDEN / "article.toml", "--templates", tmp_path / "tpl", "-o", out)
+    result = run("render", GOLDEN / "article.toml", "--templates", templates, "-o", out)
     assert result.exit_code == 0, result.output
     rule = (out / "etc/udev/rules.d/99-bridge.rules").read_text()
     assert rule.endswith("# site rule\n")
@@ -88,9 +88,9 @@ def test_templates_override_by_name(tmp_path: Path) -> None:
 
 
 def test_broken_xml_template_fails_at_render(tmp_path: Path) -> None:
-    override = tmp_path / "etc/libvirt/qemu/networks"
-    override.mkdir(parents=True)
-    (override / "network.xml.j2").write_text("<network><name>{{ name }}</name>\n")
-    result = run("render", GOLDEN / "article.toml", "--templates", tmp_path)
+    templates = override_template(
+        tmp_path, "etc/libvirt/qemu/networks/network.xml.j2", "<network><name>{{ name }}</name>\n"
+    )
+    result = run("render", GOLDEN / "article.toml", "--templates", templates)
     assert result.exit_code == 2
     assert result.stderr.startswith("template etc/libvirt/qemu/networks/network.xml.j2: renders malformed XML")

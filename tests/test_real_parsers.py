@@ -11,7 +11,7 @@ import pytest
 from kvmbridge.formats import interfaces, netxml
 from kvmbridge.verify import NETWORK_RNG
 
-from .conftest import GOLDEN, GOLDEN_CASES, require_file, require_tool, run
+from .conftest import GOLDEN, GOLDEN_CASES, override_template, require_file, require_tool, run
 
 
 def ifquery(path: Path, *args: str) -> str:
@@ -107,19 +107,17 @@ def test_validate_reports_both_real_checkers_ran() -> None:
 
 def test_validate_fails_when_ifquery_rejects_the_output(tmp_path: Path) -> None:
     require_tool("ifquery")
-    tpl = tmp_path / "etc/network"
-    tpl.mkdir(parents=True)
-    (tpl / "interfaces.j2").write_text("# {{ header }}\nauto lo\niface lo inet loopback\niface br0 inet static\n")
-    result = run("validate", GOLDEN / "article.toml", "--templates", tmp_path)
+    broken = "# {{ header }}\nauto lo\niface lo inet loopback\niface br0 inet static\n"
+    templates = override_template(tmp_path, "etc/network/interfaces.j2", broken)
+    result = run("validate", GOLDEN / "article.toml", "--templates", templates)
     assert result.exit_code == 2
     assert "etc/network/interfaces: ifquery" in result.stderr
 
 
 def test_validate_fails_when_the_schema_rejects_the_xml(tmp_path: Path) -> None:
     require_file(NETWORK_RNG)
-    tpl = tmp_path / "etc/libvirt/qemu/networks"
-    tpl.mkdir(parents=True)
-    (tpl / "network.xml.j2").write_text("<network><name>{{ name }}</name><forward mode='bogus'/></network>\n")
-    result = run("validate", GOLDEN / "article.toml", "--templates", tmp_path)
+    broken = "<network><name>{{ name }}</name><forward mode='bogus'/></network>\n"
+    templates = override_template(tmp_path, "etc/libvirt/qemu/networks/network.xml.j2", broken)
+    result = run("validate", GOLDEN / "article.toml", "--templates", templates)
     assert result.exit_code == 2
     assert "etc/libvirt/qemu/networks/bridge-network.xml: libvirt schema:" in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,6 +93,7 @@ def validate(profile: Path, root: Path | None, templates: Path | None, as_json: 
     from .profile import load_profile
     from .render import render as render_files
     from .verify import verify
+    from .views import safety_json
 
     try:
         model = load_profile(profile)
@@ -114,7 +115,7 @@ def validate(profile: Path, root: Path | None, templates: Path | None, as_json: 
                 "warnings": warnings,
                 "checked": verdict.checked,
                 "skipped": verdict.skipped,
-                **_safety_json(safety),
+                **safety_json(safety),
             }
         )
     else:
@@ -192,12 +193,6 @@ def _safety(model: Any, files: Any, root: Path) -> Any:
     return check_target(model, files, target, read_state(target), live)
 
 
-def _safety_json(report: Any) -> dict[str, Any]:
-    if report is None:
-        return {}
-    return {"findings": [f.as_dict() for f in report.findings], "safety_notes": list(report.notes)}
-
-
 def _print_safety(report: Any, notes: bool = True) -> None:
     """Findings go to stderr; notes on skipped checks too, except where a summary line carries them."""
     if report is None:
@@ -218,23 +213,16 @@ def _plan_for(profile: Path, root: Path, templates: Path | None) -> tuple[Any, A
     return make_plan(files, target, read_state(target)), _safety(model, files, root)
 
 
-def _echo_diff(text: str) -> None:
+def _echo_lines(lines: Iterable[str]) -> None:
+    """Print lines, colouring the unified-diff ones on a terminal."""
     color = sys.stdout.isatty()
-    for line in text.splitlines():
-        style = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1]) if color else None
-        if line.startswith(("+++", "---", "diff ")):
-            style = None
-        click.echo(
-            click.style(line, fg=style, bold=line.startswith("diff "))
-            if style or (line.startswith("diff ") and color)
-            else line
-        )
-
-
-def _summary(plan: Any) -> list[str]:
-    from .diff import semantic
-
-    return [f"{c.status:<10} {line}" for c in plan.changes for line in semantic(c)]
+    for line in lines:
+        shown = line
+        if color and line.startswith("diff "):
+            shown = click.style(line, bold=True)
+        elif color and line[:1] in ("+", "-", "@") and not line.startswith(("+++", "---")):
+            shown = click.style(line, fg={"+": "green", "-": "red", "@": "cyan"}[line[0]])
+        click.echo(shown)
 
 
 @main.command()
@@ -245,38 +233,14 @@ def _summary(plan: Any) -> list[str]:
 @handle_errors
 def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> None:
     """Show what install would change under --root: unified diffs, then what they mean."""
-    from .diff import semantic, unified
+    from .views import change_json, diff_lines, safety_json
 
     plan, safety = _plan_for(profile, root, templates)
     if as_json:
-        _print_json(
-            {
-                **_safety_json(safety),
-                "root": str(root),
-                "in_sync": plan.in_sync,
-                "changes": [
-                    {
-                        "path": c.path,
-                        "status": c.status,
-                        "blocked": c.blocked,
-                        "summary": semantic(c),
-                        "diff": unified(c),
-                    }
-                    for c in plan.changes
-                ],
-            }
-        )
+        changes = [change_json(c) for c in plan.changes]
+        _print_json({**safety_json(safety), "root": str(root), "in_sync": plan.in_sync, "changes": changes})
     else:
-        for change in plan.changes:
-            text = unified(change)
-            if text and change.status != "equivalent":
-                _echo_diff(text)
-        lines = _summary(plan)
-        if lines:
-            click.echo("\nsummary:")
-            for line in lines:
-                click.echo(f"  {line}")
-        click.echo(f"{'in sync' if plan.in_sync else f'{len(plan.pending)} file(s) would change'} under {root}")
+        _echo_lines(diff_lines(plan, root))
         _print_safety(safety)
     sys.exit(0 if plan.in_sync else 1)
 
@@ -294,6 +258,7 @@ def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Pa
     from .install import install as run_install
     from .install import preflight, refuse_unprivileged
     from .root import Root
+    from .views import install_report, plan_lines
 
     model, files = _load_and_render(profile, templates)
     target = Root(root)
@@ -311,7 +276,7 @@ def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Pa
 
         plan = make_plan(files, target, read_state(target))
         preflight(plan, force)
-        _print_plan(plan, root)
+        _echo_lines(plan_lines(plan, root))
         click.echo(safety.summary())
         click.echo("dry run: nothing was written")
         return
@@ -319,40 +284,9 @@ def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Pa
     if result.manifest is None:
         click.echo(f"nothing to do: {root} already holds what {profile} renders")
         return
-    _print_plan(result.plan, root)
+    _echo_lines(plan_lines(result.plan, root))
     click.echo(safety.summary())
-    _print_install_report(result.plan, result.manifest.id, root)
-
-
-def _print_plan(plan: Any, root: Path) -> None:
-    click.echo(f"plan for {root}:")
-    for line in _summary(plan):
-        click.echo(f"  {line}")
-    if plan.in_sync:
-        click.echo("  nothing to change")
-
-
-def _print_install_report(plan: Any, backup_id: str, root: Path) -> None:
-    root_flag = "" if root == Path("/") else f" --root {root}"
-    paths = {c.path for c in plan.pending}
-    nets = sorted(Path(p).stem for p in paths if p.startswith("/etc/libvirt/qemu/networks/") and "autostart" not in p)
-    click.echo(f"\nbackup: {backup_id}")
-    click.echo(f"undo with: kvmbridge rollback {backup_id}{root_flag}")
-    click.echo("\ntakes effect at the next boot; then check with:")
-    click.echo("  ip -d link show type bridge     # the bridge exists, STP and forward delay as planned")
-    click.echo("  bridge link                     # each port's master is the bridge")
-    click.echo("  ip addr; ip route               # the address and default route moved to the bridge")
-    click.echo("  sysctl net.ipv4.ip_forward")
-    click.echo("  virsh net-list --all            # the networks are defined and autostarted")
-    click.echo("\nto activate now instead (not run; over SSH this can cut your session):")
-    if "/etc/network/interfaces" in paths:
-        click.echo("  systemctl restart networking")
-    if any(p.startswith("/etc/sysctl.d/") for p in paths):
-        click.echo("  sysctl --system")
-    if "/etc/udev/rules.d/99-bridge.rules" in paths:
-        click.echo("  udevadm control --reload")
-    for name in nets:
-        click.echo(f"  virsh net-define /etc/libvirt/qemu/networks/{name}.xml && virsh net-start {name}")
+    _echo_lines(install_report(result.plan, result.manifest.id, root))
 
 
 @main.command()
@@ -364,17 +298,13 @@ def rollback(backup_id: str | None, root: Path, force: bool) -> None:
     """Restore backup set ID (default: the newest): old files back, new files removed."""
     from .install import rollback as run_rollback
     from .root import Root
+    from .views import rollback_report
 
     chosen, undo = run_rollback(Root(root), backup_id, force=force)
     if undo is None:
         click.echo(f"nothing to do: {root} already matches the state before {chosen.id}")
         return
-    root_flag = "" if root == Path("/") else f" --root {root}"
-    for entry in undo.entries:
-        verb = "restored" if any(e.path == entry.path and e.existed for e in chosen.entries) else "removed"
-        click.echo(f"  {verb:<9} {entry.path.lstrip('/')}")
-    click.echo(f"rolled back {chosen.id}; the files it replaced are backed up as {undo.id}")
-    click.echo(f"undo this rollback with: kvmbridge rollback {undo.id}{root_flag}")
+    _echo_lines(rollback_report(chosen, undo, root))
 
 
 @main.command()
@@ -384,17 +314,14 @@ def backups(root: Path) -> None:
     """List backup sets: ID, time, host, action, files."""
     from .root import Root
     from .state import list_backups, read_manifest
+    from .views import backups_table
 
     target = Root(root)
     ids = list_backups(target)
     if not ids:
         click.echo(f"no backup sets under {target.path('/var/backups/kvmbridge')}")
         return
-    click.echo(f"{'ID':<32} {'TIME':<20} {'HOST':<16} {'ACTION':<9} FILES")
-    for backup_id in ids:
-        m = read_manifest(target, backup_id)
-        files = ", ".join(e.path.lstrip("/") for e in m.entries if not e.path.startswith("/var/"))
-        click.echo(f"{m.id:<32} {m.time:<20} {m.host or '-':<16} {m.action:<9} {files}")
+    _echo_lines(backups_table([read_manifest(target, backup_id) for backup_id in ids]))
 
 
 @main.command()
@@ -412,64 +339,18 @@ def backups(root: Path) -> None:
 def check(profiles: tuple[str, ...], golden: Path | None, update: bool, templates: Path | None, as_json: bool) -> None:
     """Render each profile and compare it with its reviewed golden tree (files, folders, globs)."""
     from .check import check_profile, expand_profiles, update_golden
-    from .diff import semantic, unified
+    from .views import check_counts, check_json, check_lines
 
     results = [check_profile(p, golden, templates) for p in expand_profiles(profiles)]
     if update:
         for result in results:
             if result.status == "drift":
                 update_golden(result)
-    counts = {s: sum(r.status == s for r in results) for s in ("ok", "drift", "invalid")}
     if as_json:
-        _print_json(
-            {
-                "updated": update,
-                "counts": counts,
-                "profiles": [
-                    {
-                        "profile": str(r.profile),
-                        "golden": str(r.golden),
-                        "status": r.status,
-                        "errors": r.errors,
-                        "files": [
-                            {
-                                "path": c.path,
-                                "status": _drift_kind(c.status),
-                                "summary": semantic(c),
-                                "diff": unified(c),
-                            }
-                            for c in r.changes
-                        ],
-                    }
-                    for r in results
-                ],
-            }
-        )
+        _print_json(check_json(results, update))
     else:
-        for r in results:
-            if r.status == "invalid":
-                click.echo(f"invalid {r.profile}")
-                for line in r.errors:
-                    click.echo(f"  {line}")
-            elif r.status == "drift":
-                verb = "updated" if update else "drift"
-                click.echo(f"{verb:<7} {r.profile} ({len(r.changes)} file(s) differ from {r.golden})")
-                if not update:
-                    for change in r.changes:
-                        click.echo(f"  {_drift_kind(change.status)}: {change.path.lstrip('/')}")
-                        for line in semantic(change):
-                            click.echo(f"    {line}")
-                        _echo_diff(unified(change))
-            else:
-                click.echo(f"ok      {r.profile}")
-        drift_word = "updated" if update else "drift"
-        click.echo(
-            f"{len(results)} profiles: {counts['ok']} ok, {counts['drift']} {drift_word}, {counts['invalid']} invalid"
-        )
+        _echo_lines(check_lines(results, update))
+    counts = check_counts(results)
     if counts["invalid"]:
         sys.exit(EXIT_INVALID)
     sys.exit(1 if counts["drift"] and not update else 0)
-
-
-def _drift_kind(status: str) -> str:
-    return {"create": "missing", "update": "different", "remove": "extra"}.get(status, status)

@@ -1,0 +1,149 @@
+"""Text and JSON views of plans, installs, rollbacks, backups and fleet checks.
+
+Pure functions from values to lines or dicts: `cli` prints them, tests read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .check import HostCheck
+from .diff import semantic, unified
+from .plan import Change, Plan
+from .safety import Report
+from .state import Manifest
+
+DRIFT_KINDS = {"create": "missing", "update": "different", "remove": "extra"}
+
+
+def root_flag(root: Path) -> str:
+    return "" if root == Path("/") else f" --root {root}"
+
+
+def summary_lines(plan: Plan) -> list[str]:
+    return [f"{c.status:<10} {line}" for c in plan.changes for line in semantic(c)]
+
+
+def diff_lines(plan: Plan, root: Path) -> Iterator[str]:
+    for change in plan.changes:
+        text = unified(change)
+        if text and change.status != "equivalent":
+            yield from text.splitlines()
+    lines = summary_lines(plan)
+    if lines:
+        yield ""
+        yield "summary:"
+        yield from (f"  {line}" for line in lines)
+    yield f"{'in sync' if plan.in_sync else f'{len(plan.pending)} file(s) would change'} under {root}"
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    return {
+        "path": change.path,
+        "status": change.status,
+        "blocked": change.blocked,
+        "summary": semantic(change),
+        "diff": unified(change),
+    }
+
+
+def safety_json(report: Report | None) -> dict[str, Any]:
+    if report is None:
+        return {}
+    return {"findings": [f.as_dict() for f in report.findings], "safety_notes": list(report.notes)}
+
+
+def plan_lines(plan: Plan, root: Path) -> Iterator[str]:
+    yield f"plan for {root}:"
+    yield from (f"  {line}" for line in summary_lines(plan))
+    if plan.in_sync:
+        yield "  nothing to change"
+
+
+def install_report(plan: Plan, backup_id: str, root: Path) -> Iterator[str]:
+    """The backup, the way back, what happens at boot and how to check it; activation is only shown."""
+    paths = {c.path for c in plan.pending}
+    nets = sorted(Path(p).stem for p in paths if p.startswith("/etc/libvirt/qemu/networks/") and "autostart" not in p)
+    yield from (
+        "",
+        f"backup: {backup_id}",
+        f"undo with: kvmbridge rollback {backup_id}{root_flag(root)}",
+        "",
+        "takes effect at the next boot; then check with:",
+        "  ip -d link show type bridge     # the bridge exists, STP and forward delay as planned",
+        "  bridge link                     # each port's master is the bridge",
+        "  ip addr; ip route               # the address and default route moved to the bridge",
+        "  sysctl net.ipv4.ip_forward",
+        "  virsh net-list --all            # the networks are defined and autostarted",
+        "",
+        "to activate now instead (not run; over SSH this can cut your session):",
+    )
+    if "/etc/network/interfaces" in paths:
+        yield "  systemctl restart networking"
+    if any(p.startswith("/etc/sysctl.d/") for p in paths):
+        yield "  sysctl --system"
+    if "/etc/udev/rules.d/99-bridge.rules" in paths:
+        yield "  udevadm control --reload"
+    for name in nets:
+        yield f"  virsh net-define /etc/libvirt/qemu/networks/{name}.xml && virsh net-start {name}"
+
+
+def rollback_report(chosen: Manifest, undo: Manifest, root: Path) -> Iterator[str]:
+    existed = {e.path for e in chosen.entries if e.existed}
+    for entry in undo.entries:
+        yield f"  {'restored' if entry.path in existed else 'removed':<9} {entry.path.lstrip('/')}"
+    yield f"rolled back {chosen.id}; the files it replaced are backed up as {undo.id}"
+    yield f"undo this rollback with: kvmbridge rollback {undo.id}{root_flag(root)}"
+
+
+def backups_table(manifests: Sequence[Manifest]) -> Iterator[str]:
+    yield f"{'ID':<32} {'TIME':<20} {'HOST':<16} {'ACTION':<9} FILES"
+    for m in manifests:
+        files = ", ".join(e.path.lstrip("/") for e in m.entries if not e.path.startswith("/var/"))
+        yield f"{m.id:<32} {m.time:<20} {m.host or '-':<16} {m.action:<9} {files}"
+
+
+def check_counts(results: Sequence[HostCheck]) -> dict[str, int]:
+    return {s: sum(r.status == s for r in results) for s in ("ok", "drift", "invalid")}
+
+
+def check_lines(results: Sequence[HostCheck], updated: bool) -> Iterator[str]:
+    """One line per host; a drifted one lists each file with its meaning and diff."""
+    for r in results:
+        if r.status == "invalid":
+            yield f"invalid {r.profile}"
+            yield from (f"  {line}" for line in r.errors)
+        elif r.status == "drift":
+            verb = "updated" if updated else "drift"
+            yield f"{verb:<7} {r.profile} ({len(r.changes)} file(s) differ from {r.golden})"
+            for change in () if updated else r.changes:
+                yield f"  {DRIFT_KINDS[change.status]}: {change.path.lstrip('/')}"
+                yield from (f"    {line}" for line in semantic(change))
+                yield from unified(change).splitlines()
+        else:
+            yield f"ok      {r.profile}"
+    counts = check_counts(results)
+    drift = f"{counts['drift']} {'updated' if updated else 'drift'}"
+    yield f"{len(results)} profiles: {counts['ok']} ok, {drift}, {counts['invalid']} invalid"
+
+
+def check_json(results: Sequence[HostCheck], updated: bool) -> dict[str, Any]:
+    return {
+        "updated": updated,
+        "counts": check_counts(results),
+        "profiles": [
+            {
+                "profile": str(r.profile),
+                "golden": str(r.golden),
+                "status": r.status,
+                "errors": r.errors,
+                "files": [
+                    {"path": c.path, "status": DRIFT_KINDS[c.status], "summary": semantic(c), "diff": unified(c)}
+                    for c in r.changes
+                ],
+            }
+            for r in results
+        ],
+    }
