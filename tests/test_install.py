@@ -188,6 +188,67 @@ def test_symlinked_target_is_refused(tmp_path: Path) -> None:
     assert snapshot(root) == before and elsewhere.read_text() == "precious\n"
 
 
+def test_symlinked_folder_on_the_way_is_refused_even_with_force(tmp_path: Path) -> None:
+    root = seed_old_host(tmp_path / "root")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "etc/udev").symlink_to(outside)
+    before = snapshot(root)
+    result = run("install", ARTICLE, "--root", root, "--force")
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[0] == (
+        f"{root / 'etc/udev/rules.d/99-bridge.rules'}: is inside {root / 'etc/udev'}, a symlink; refusing to write "
+        "through it"
+    )
+    assert snapshot(root) == before and list(outside.iterdir()) == []
+
+
+def test_symlinked_target_is_replaced_not_written_through_with_force(tmp_path: Path) -> None:
+    root = seed_old_host(tmp_path / "root")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("precious\n")
+    target = root / "etc/sysctl.d/bridge.conf"
+    target.symlink_to(elsewhere)
+    assert run("install", ARTICLE, "--root", root, "--force").exit_code == 0
+    assert not target.is_symlink() and elsewhere.read_text() == "precious\n"
+    assert target.read_bytes() == (GOLDEN / "article/etc/sysctl.d/bridge.conf").read_bytes()
+
+
+def test_unreadable_target_is_one_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import require_root
+
+    require_root()
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="kvmbridge-perm-"))  # pytest's own tmp folders are 0700
+    base.chmod(0o755)
+    root = seed_old_host(base / "root")
+    for folder in [root, *root.rglob("*")]:
+        if folder.is_dir():
+            folder.chmod(0o755)
+    command = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        sys.executable,
+        "-m",
+        "kvmbridge",
+        "diff",
+        str(ARTICLE),
+        "--root",
+        str(root),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"{root / 'etc/sysctl.d/ip_forward.conf'}: cannot read: Permission denied (run as root?)\n"
+    )
+
+
 def test_directory_where_a_file_belongs_is_refused_even_with_force(tmp_path: Path) -> None:
     root = seed_old_host(tmp_path / "root")
     (root / "etc/sysctl.d/bridge.conf").mkdir()

@@ -39,14 +39,20 @@ def handle_errors(func: F) -> F:
             for line in exc.lines:
                 click.echo(line, err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:  # `kvmbridge render x.toml | head`: the reader left, not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_OK)
 
     return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kvmbridge")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show a traceback instead of one line per error.")
+def main(debug: bool) -> None:
     """Render, review and install the files that put a KVM host's VMs on the LAN (bridge mode)."""
+    if debug:
+        os.environ["KVMBRIDGE_DEBUG"] = "1"
 
 
 @main.command()

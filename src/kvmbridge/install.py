@@ -52,7 +52,7 @@ def locked(root: Root) -> Iterator[None]:
 
 def preflight(plan: Plan, force: bool) -> None:
     """Refuse before the first write: blocked targets, then drift (unless --force)."""
-    hard = [c for c in plan.blocked if c.old.kind != "symlink" or not force]
+    hard = [c for c in plan.blocked if not (c.forceable and force)]
     if hard:
         raise RefusedError(
             *(f"{plan.root.path(c.path)}: {c.blocked}" for c in hard),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .fileset import RenderedFile, RenderedSet
@@ -30,6 +31,7 @@ class Change:
     old: OnDisk
     new: RenderedFile | None = None
     blocked: str | None = None
+    forceable: bool = False
 
     @property
     def writes(self) -> bool:
@@ -68,7 +70,7 @@ class Plan:
 
 def make_plan(files: RenderedSet, root: Root, state: State) -> Plan:
     known = known_hashes(root, state)
-    changes = [_compare(f, root.read(f.path), known.get(f.path)) for f in files]
+    changes = [_compare(f, root.read(f.path), known.get(f.path), root.symlinked_folder(f.path)) for f in files]
     rendered = {f.path for f in files}
     for path in sorted(set(state.files) - rendered):
         old = root.read(path)
@@ -79,12 +81,18 @@ def make_plan(files: RenderedSet, root: Root, state: State) -> Plan:
     return Plan(root, tuple(changes))
 
 
-def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None) -> Change:
+def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None, symlinked: Path | None) -> Change:
+    if symlinked is not None:
+        return Change(
+            new.path, "update", old, new, blocked=f"is inside {symlinked}, a symlink; refusing to write through it"
+        )
     if old.kind == "missing":
         return Change(new.path, "create", old, new)
     blocked = _blocked(new, old)
     if blocked:
-        return Change(new.path, "update", old, new, blocked=blocked)
+        # Replacing a symlink itself (never writing through it) is safe enough to allow with --force.
+        forceable = old.kind == "symlink" and new.link is None
+        return Change(new.path, "update", old, new, blocked=blocked, forceable=forceable)
     if new.link is not None:
         status = (
             "unchanged"

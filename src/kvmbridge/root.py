@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RefusedError
+from .errors import KvmbridgeError, RefusedError
 
 TMP_SUFFIX = ".kvmbridge-tmp"
 
@@ -59,15 +59,14 @@ class Root:
             raise RefusedError(f"{dest}: not a safe absolute target path")
         return self.prefix / dest.lstrip("/")
 
-    def check_parents(self, dest: str) -> None:
-        """A symlinked folder on the way would send our writes outside the root."""
+    def symlinked_folder(self, dest: str) -> Path | None:
+        """The first folder on the way to `dest` that is a symlink: writing through it could leave the root."""
         current = self.prefix
         for part in dest.strip("/").split("/")[:-1]:
             current = current / part
             if current.is_symlink():
-                raise RefusedError(f"{current}: is a symlink; refusing to write through it")
-            if current.exists() and not current.is_dir():
-                raise RefusedError(f"{current}: is not a folder")
+                return current
+        return None
 
     def read(self, dest: str) -> OnDisk:
         path = self.path(dest)
@@ -77,11 +76,16 @@ class Root:
             return OnDisk("missing")
         except NotADirectoryError:
             return OnDisk("other")
+        except OSError as exc:
+            raise KvmbridgeError(f"{path}: cannot read: {exc.strerror} (run as root?)") from None
         kind, data, link = "other", None, None
-        if stat.S_ISLNK(st.st_mode):
-            kind, link = "symlink", os.readlink(path)
-        elif stat.S_ISREG(st.st_mode):
-            kind, data = "file", path.read_bytes()
+        try:
+            if stat.S_ISLNK(st.st_mode):
+                kind, link = "symlink", os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                kind, data = "file", path.read_bytes()
+        except OSError as exc:
+            raise KvmbridgeError(f"{path}: cannot read: {exc.strerror} (run as root?)") from None
         return OnDisk(kind, data, link, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
 
     def _mutating(self, what: str, path: Path) -> None:
