@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,10 @@ def require_root() -> None:
         missing("needs root")
 
 
-@pytest.fixture
-def cli() -> Iterator[CliRunner]:
-    yield CliRunner()
+def as_nobody(*args: str | Path, cwd: str | Path = "/") -> subprocess.CompletedProcess[str]:
+    """Run the CLI as user nobody (needs root to drop to it): for permission and not-root tests."""
+    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "kvmbridge"]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, check=False, cwd=cwd)
 
 
 def run(*args: str | Path) -> Result:

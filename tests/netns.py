@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -112,6 +113,7 @@ class Lab:
             for pid in pids.split():
                 subprocess.run(["kill", "-9", pid], check=False, capture_output=True)
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        shutil.rmtree(self.work, ignore_errors=True)
 
     def sh(
         self, ns: str, command: str, *, check: bool = True, env: dict[str, str] | None = None, timeout: float = 120

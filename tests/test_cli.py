@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from kvmbridge import __version__
 
-from .conftest import ARTICLE, GOLDEN, run, write_profile
+from .conftest import ARTICLE, GOLDEN, as_nobody, run, write_profile
 
 
 def test_version() -> None:
@@ -61,12 +59,13 @@ def test_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     path = write_profile(tmp_path, ARTICLE)
     path.chmod(0)
-    command = [sys.executable, "-m", "kvmbridge", "render", str(path)]
     if os.geteuid() == 0:  # root reads anything: drop to nobody
         tmp_path.chmod(0o755)
-        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert (result.returncode, result.stderr) == (2, f"{path}: cannot read: Permission denied\n")
+        result = as_nobody("render", path)
+        assert (result.returncode, result.stderr) == (2, f"{path}: cannot read: Permission denied\n")
+    else:
+        denied = run("render", path)
+        assert (denied.exit_code, denied.stderr) == (2, f"{path}: cannot read: Permission denied\n")
 
 
 def test_no_traceback_and_nothing_written_on_error(tmp_path: Path) -> None:
@@ -114,3 +113,10 @@ def test_dhcp_without_hwaddress_warns(tmp_path: Path) -> None:
     result = run("validate", path)
     assert result.exit_code == 0
     assert f"warning: {path}: bridges.br0.hwaddress: DHCP without hwaddress" in result.stderr
+
+
+def test_file_name_with_a_newline_stays_one_line(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, "", name="bad\nname.toml")
+    result = run("validate", path)
+    assert result.exit_code == 2
+    assert result.stderr == f"{str(path)!r}: the profile is empty\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import signal
 import subprocess
@@ -150,7 +149,3 @@ cd / && umount "$R"
             assert (out / "stderr").read_text().count("\n") == 1, (out / "stderr").read_text()
     assert codes.get(4, 0) >= 3, codes
     assert codes.get(0, 0) >= 1, codes  # the range reaches a size where the install fits
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
-
-import pytest
 
 from kvmbridge.errors import RefusedError, RollbackFailedError, RolledBackError
 from kvmbridge.install import install
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
 
-from .conftest import GOLDEN, run, tree
+from .conftest import GOLDEN, as_nobody, require_root, run, tree
 from .roots import LIBVIRT_DEFAULT, OLD_INTERFACES, FaultyRoot, etc_files, seed_old_host, snapshot
 
 ARTICLE = GOLDEN / "article.toml"
@@ -214,39 +214,21 @@ def test_symlinked_target_is_replaced_not_written_through_with_force(tmp_path: P
     assert target.read_bytes() == (GOLDEN / "article/etc/sysctl.d/bridge.conf").read_bytes()
 
 
-def test_unreadable_target_is_one_clear_error(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from .conftest import require_root
-
+def test_unreadable_target_is_one_clear_error() -> None:
     require_root()
-    import tempfile
-
     base = Path(tempfile.mkdtemp(prefix="kvmbridge-perm-"))  # pytest's own tmp folders are 0700
-    base.chmod(0o755)
-    root = seed_old_host(base / "root")
-    for folder in [root, *root.rglob("*")]:
-        if folder.is_dir():
-            folder.chmod(0o755)
-    command = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        sys.executable,
-        "-m",
-        "kvmbridge",
-        "diff",
-        str(ARTICLE),
-        "--root",
-        str(root),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert result.returncode == 2
-    assert result.stderr == (
-        f"{root / 'etc/sysctl.d/ip_forward.conf'}: cannot read: Permission denied (run as root?)\n"
-    )
+    try:
+        root = seed_old_host(base / "root")
+        for folder in [base, root, *root.rglob("*")]:
+            if folder.is_dir():
+                folder.chmod(0o755)
+        result = as_nobody("diff", ARTICLE, "--root", root)
+        assert result.returncode == 2
+        assert (
+            result.stderr == f"{root / 'etc/sysctl.d/ip_forward.conf'}: cannot read: Permission denied (run as root?)\n"
+        )
+    finally:
+        shutil.rmtree(base)
 
 
 def test_directory_where_a_file_belongs_is_refused_even_with_force(tmp_path: Path) -> None:
@@ -380,36 +362,17 @@ def test_failed_restore_exits_5_and_names_every_path_left(tmp_path: Path) -> Non
     assert error.lines[-1].startswith(f"backup set: {root / BACKUPS}/")
 
 
-def test_install_as_unprivileged_user_on_live_root_is_refused(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from .conftest import require_root
-
+def test_install_as_unprivileged_user_on_live_root_is_refused() -> None:
     require_root()
     etc_before = snapshot(Path("/etc/network")) if Path("/etc/network").exists() else {}
-    command = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        sys.executable,
-        "-m",
-        "kvmbridge",
-        "install",
-        str(ARTICLE),
-        "--root",
-        "/",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd="/")
+    result = as_nobody("install", ARTICLE, "--root", "/")
     assert result.returncode == 3, result.stderr
     assert result.stderr == "/: writing the live system needs root (or use --root DIR for a staging tree)\n"
     assert (snapshot(Path("/etc/network")) if Path("/etc/network").exists() else {}) == etc_before
     assert not Path("/var/lib/kvmbridge/state.json").exists()
 
 
-@pytest.mark.parametrize("mode", ["held-lock"])
-def test_install_is_refused_while_another_holds_the_lock(tmp_path: Path, mode: str) -> None:
+def test_install_is_refused_while_another_holds_the_lock(tmp_path: Path) -> None:
     import fcntl
 
     root = seed_old_host(tmp_path / "root")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileset import RenderedFile, RenderedSet
-from .root import OnDisk, Root, sha256_of
+from .root import OnDisk, Root
 from .state import State, known_hashes
 from .targets import format_of
 
@@ -145,7 +145,3 @@ def parse_or_none(path: str, data: bytes | None) -> Any:
         return parser(data)
     except Exception:  # unparseable means "not equivalent", never a crash
         return None
-
-
-def rendered_hashes(files: RenderedSet) -> dict[str, str]:
-    return {f.path: sha256_of(f.data, f.link) or "" for f in files}

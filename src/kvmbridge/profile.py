@@ -28,12 +28,17 @@ _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$")
 
 def load_profile(path: Path) -> HostProfile:
     """Read, parse and validate the profile at `path`."""
-    label = str(path)
-    return parse_profile(read_profile_text(path), label, default_hostname=path.stem, source_name=path.name)
+    return parse_profile(read_profile_text(path), _label(path), default_hostname=path.stem, source_name=path.name)
+
+
+def _label(path: Path) -> str:
+    """The file as messages name it: a newline in a file name must not split an error line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def read_profile_text(path: Path) -> str:
-    label = str(path)
+    label = _label(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
