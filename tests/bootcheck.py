@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
+from kvmbridge.formats import sysctl
 from kvmbridge.model import Bridge, HostProfile
 
 from .netns import DHCP_RANGE, GATEWAY, HOST_ADDRESS, VM_ADDRESS, Lab, uplink
@@ -35,7 +37,13 @@ def boot(profile: HostProfile, root: Path, lab: Lab | None = None) -> dict[str, 
     assert result.returncode == 0, f"ifup -a failed: {result.stderr}"
     missing = lab.apply_sysctl(root)
     assert set(missing) <= BRIDGE_KEYS, missing  # only br_netfilter's keys may be absent here
+    if missing:
+        warnings.warn(f"sysctl keys this namespace lacks (br_netfilter not loaded): {', '.join(missing)}", stacklevel=2)
     facts["missing_sysctl"] = missing
+    for conf in sorted((root / "etc/sysctl.d").glob("*.conf")):
+        for key, value in sysctl.parse(conf.read_bytes()).items():
+            if key not in missing:
+                assert lab.sh(lab.host, f"sysctl -n {key}").stdout.strip() == value, (conf.name, key)
     forward = lab.sh(lab.host, "sysctl -n net.ipv4.ip_forward").stdout.strip()
     assert forward == ("1" if profile.sysctl.ip_forward else "0")
     for name, bridge in profile.bridges.items():

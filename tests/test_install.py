@@ -385,3 +385,44 @@ def test_install_is_refused_while_another_holds_the_lock(tmp_path: Path) -> None
         assert result.exit_code == 3
         assert result.stderr.startswith(f"{lock}: another kvmbridge install or rollback holds the lock")
         assert snapshot(root) == before
+
+
+def test_owner_is_kept_in_the_backup_and_restored_by_rollback(tmp_path: Path) -> None:
+    require_root()
+    root = seed_old_host(tmp_path / "root")
+    interfaces = root / "etc/network/interfaces"
+    os.chown(interfaces, 1234, 2345)
+    backup_id = installed(root)
+    assert (interfaces.stat().st_uid, interfaces.stat().st_gid) == (1234, 2345)  # an existing file keeps its owner
+    copy = root / BACKUPS / backup_id / "files/etc/network/interfaces"
+    assert (copy.stat().st_uid, copy.stat().st_gid) == (1234, 2345)
+    assert run("rollback", "--root", root).exit_code == 0
+    assert (interfaces.stat().st_uid, interfaces.stat().st_gid, interfaces.read_bytes()) == (1234, 2345, OLD_INTERFACES)
+
+
+def test_diff_is_coloured_on_a_terminal_only(tmp_path: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    root = seed_old_host(tmp_path / "root")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvmbridge", "diff", str(ARTICLE), "--root", str(root)],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait() == 1
+    shown = b"".join(chunks).decode()
+    assert "\x1b[32m+    bridge_ports eth0" in shown and "\x1b[31m-iface eth0 inet static" in shown
+    assert "\x1b[" not in run("diff", ARTICLE, "--root", root).stdout

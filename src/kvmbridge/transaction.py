@@ -84,7 +84,7 @@ def _take_backup(
             if old.kind == "file" and old.data is not None:
                 copy = backup_copy(backup_id, op.path)
                 root.makedirs(root.path(copy).parent, mode=0o700)
-                root.write_file(copy, old.data, old.mode)
+                root.write_file(copy, old.data, old.mode, old.uid, old.gid)
                 os.utime(root.path(copy), ns=(old.mtime_ns, old.mtime_ns))
             entries.append(
                 Entry(
