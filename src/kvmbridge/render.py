@@ -51,7 +51,10 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiling the templates is most of a render after start-up; cache it like .pyc files.
 
     Jinja checks each cached entry against its template's checksum, so an
-    edited template is never served stale. No cache when no folder is writable.
+    edited template is never served stale. Cached entries are code, so the
+    folder is used only when nobody else could have written it (kvmbridge
+    runs as root, perhaps with a user's HOME or XDG_CACHE_HOME); otherwise
+    templates are simply compiled.
     """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = os.path.join(base, "kvmbridge", "jinja")
@@ -59,9 +62,27 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError:
         return None
-    if not os.access(folder, os.W_OK):
+    if not os.access(folder, os.W_OK) or not trusted_folder(folder):
         return None
     return jinja2.FileSystemBytecodeCache(folder)
+
+
+def trusted_folder(folder: str) -> bool:
+    """Owned by us or root, and no one else can write it or swap any folder above it."""
+    me = os.geteuid()
+    path = os.path.realpath(folder)
+    while True:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        sticky = bool(st.st_mode & 0o1000)
+        if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not (sticky and path != os.path.realpath(folder))):
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
 
 
 def header(profile: HostProfile) -> str:
