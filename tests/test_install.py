@@ -426,3 +426,17 @@ def test_diff_is_coloured_on_a_terminal_only(tmp_path: Path) -> None:
     shown = b"".join(chunks).decode()
     assert "\x1b[32m+    bridge_ports eth0" in shown and "\x1b[31m-iface eth0 inet static" in shown
     assert "\x1b[" not in run("diff", ARTICLE, "--root", root).stdout
+
+
+def test_install_report_names_backup_rollback_checks_and_activation(tmp_path: Path) -> None:
+    root = seed_old_host(tmp_path / "root")
+    result = run("install", GOLDEN / "two-bridges.toml", "--root", root)
+    lines = result.stdout.splitlines()
+    backup_id = next(line for line in lines if line.startswith("backup: ")).split()[1]
+    assert f"undo with: kvmbridge rollback {backup_id} --root {root}" in lines
+    assert any(line.startswith("  ip -d link show br0 ") for line in lines)
+    assert any(line.startswith("  ip -d link show br1 ") for line in lines)
+    assert "  sysctl net.ipv4.ip_forward" in lines
+    assert "to activate now instead (not run; over SSH this can cut your session):" in lines
+    assert "  systemctl restart networking" in lines
+    assert "  virsh net-define /etc/libvirt/qemu/networks/prod.xml && virsh net-start prod" in lines

@@ -292,7 +292,7 @@ def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Pa
         return
     _echo_lines(plan_lines(result.plan, root))
     click.echo(safety.summary())
-    _echo_lines(install_report(result.plan, result.manifest.id, root))
+    _echo_lines(install_report(result.plan, result.manifest.id, root, list(model.bridges)))
 
 
 @main.command()

@@ -62,24 +62,20 @@ def plan_lines(plan: Plan, root: Path) -> Iterator[str]:
         yield "  nothing to change"
 
 
-def install_report(plan: Plan, backup_id: str, root: Path) -> Iterator[str]:
+def install_report(plan: Plan, backup_id: str, root: Path, bridges: Sequence[str]) -> Iterator[str]:
     """The backup, the way back, what happens at boot and how to check it; activation is only shown."""
     paths = {c.path for c in plan.pending}
     nets = sorted(Path(p).stem for p in paths if p.startswith("/etc/libvirt/qemu/networks/") and "autostart" not in p)
-    yield from (
-        "",
-        f"backup: {backup_id}",
-        f"undo with: kvmbridge rollback {backup_id}{root_flag(root)}",
-        "",
-        "takes effect at the next boot; then check with:",
-        "  ip -d link show type bridge     # the bridge exists, STP and forward delay as planned",
-        "  bridge link                     # each port's master is the bridge",
-        "  ip addr; ip route               # the address and default route moved to the bridge",
-        "  sysctl net.ipv4.ip_forward",
-        "  virsh net-list --all            # the networks are defined and autostarted",
-        "",
-        "to activate now instead (not run; over SSH this can cut your session):",
-    )
+    yield from ("", f"backup: {backup_id}", f"undo with: kvmbridge rollback {backup_id}{root_flag(root)}")
+    yield from ("", "takes effect at the next boot; then check with:")
+    for name in bridges:
+        yield f"  ip -d link show {name}    # {name} exists and is up, STP and forward delay as planned"
+    yield "  bridge link                     # each port's master is its bridge"
+    yield "  ip addr; ip route               # the address and default route moved to the bridge"
+    yield "  sysctl net.ipv4.ip_forward"
+    yield "  virsh net-list --all            # the networks are defined and autostarted"
+    yield ""
+    yield "to activate now instead (not run; over SSH this can cut your session):"
     if "/etc/network/interfaces" in paths:
         yield "  systemctl restart networking"
     if any(p.startswith("/etc/sysctl.d/") for p in paths):
