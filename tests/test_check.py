@@ -211,3 +211,15 @@ def _committed_copy(dest: Path, env: dict[str, str]) -> Path:
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "snapshot"]):
         subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True, env=env)
     return dest
+
+
+def test_two_profiles_sharing_a_golden_tree_are_refused(fleet: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(GOLDEN / "article.toml", other)
+    result = run("check", fleet / "article.toml", other / "article.toml", "--golden", tmp_path / "trees")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{other / 'article.toml'}: shares its golden tree {tmp_path / 'trees/article'} with "
+        f"{fleet / 'article.toml'}; rename one of them\n"
+    )

@@ -131,3 +131,15 @@ def test_render_keeps_lxml_and_deepdiff_off_its_import_path() -> None:
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
     assert "jinja2" in imported and "msgspec" in imported
     assert not imported & {"lxml", "deepdiff", "difflib", "subprocess"}, imported & {"lxml", "deepdiff"}
+
+
+def test_a_double_dash_in_the_file_name_keeps_the_xml_comment_well_formed(tmp_path: Path) -> None:
+    from lxml import etree
+
+    path = tmp_path / "kvm--01-.toml"
+    path.write_text((GOLDEN / "article.toml").read_text())
+    files = render(load_profile(path))
+    xml = next(f for f in files if f.path.endswith("bridge-network.xml"))
+    assert xml.data is not None
+    etree.fromstring(xml.data)
+    assert xml.data.startswith(b"<!-- Generated from kvm- -01-.toml by kvmbridge")

@@ -186,6 +186,11 @@ FAILING = [
         profile(top='[interfaces]\nsource = ["/etc/network/x y"]'),
         "interfaces.source[0]: '/etc/network/x y' is not an absolute path or glob",
     ),
+    (
+        "source-itself",
+        profile(top='[interfaces]\nsource = ["/etc/network/inter*"]'),
+        "interfaces.source[0]: '/etc/network/inter*' would make /etc/network/interfaces source itself",
+    ),
     ("unknown-key-hint", profile(BASE_BRIDGE + "stpp = true"), "bridges.br0.stpp: unknown key; did you mean 'stp'?"),
     ("unknown-top-key", profile(top="[sysctls]\nip_forward = true"), "sysctls: unknown key; did you mean 'sysctl'?"),
     (

@@ -55,6 +55,17 @@ def golden_dir(profile: Path, golden: Path | None) -> Path:
     return (golden if golden is not None else profile.parent) / profile.stem
 
 
+def check_fleet(profiles: list[Path], golden: Path | None, templates: Path | None) -> list[HostCheck]:
+    """Every profile checked, in order; two profiles may not share one golden tree."""
+    owners: dict[Path, Path] = {}
+    for profile in profiles:
+        tree = golden_dir(profile, golden)
+        if tree in owners:
+            raise UsageError(f"{profile}: shares its golden tree {tree} with {owners[tree]}; rename one of them")
+        owners[tree] = profile
+    return [check_profile(p, golden, templates) for p in profiles]
+
+
 def check_profile(profile: Path, golden: Path | None, templates: Path | None) -> HostCheck:
     from .profile import load_profile
     from .render import render

@@ -344,10 +344,10 @@ def backups(root: Path) -> None:
 @handle_errors
 def check(profiles: tuple[str, ...], golden: Path | None, update: bool, templates: Path | None, as_json: bool) -> None:
     """Render each profile and compare it with its reviewed golden tree (files, folders, globs)."""
-    from .check import check_profile, expand_profiles, update_golden
+    from .check import check_fleet, expand_profiles, update_golden
     from .views import check_counts, check_json, check_lines
 
-    results = [check_profile(p, golden, templates) for p in expand_profiles(profiles)]
+    results = check_fleet(expand_profiles(profiles), golden, templates)
     if update:
         for result in results:
             if result.status == "drift":

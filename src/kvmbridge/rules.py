@@ -7,6 +7,7 @@ that ifupdown's shell hooks, udev and libvirt read as root at boot.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
 from collections.abc import Iterator
@@ -76,6 +77,8 @@ def _check_top(profile: HostProfile) -> Iterator[Problem]:
                 keypath("interfaces", "source", i),
                 f"{pattern!r} is not an absolute path or glob (characters A-Z a-z 0-9 _ . * ? [ ] / + -)",
             )
+        elif fnmatch.fnmatchcase("/etc/network/interfaces", pattern):
+            yield keypath("interfaces", "source", i), f"{pattern!r} would make /etc/network/interfaces source itself"
     if not profile.bridges:
         yield "bridges", "the profile defines no bridge; add a [bridges.NAME] table"
 
