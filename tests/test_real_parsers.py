@@ -121,3 +121,45 @@ def test_validate_fails_when_the_schema_rejects_the_xml(tmp_path: Path) -> None:
     result = run("validate", GOLDEN / "article.toml", "--templates", templates)
     assert result.exit_code == 2
     assert "etc/libvirt/qemu/networks/bridge-network.xml: libvirt schema:" in result.stderr
+
+
+def test_validate_reads_our_file_not_this_machines_sourced_files() -> None:
+    """A broken file in this machine's interfaces.d (in a private mount) must not fail another host's profile."""
+    import os
+    import sys
+
+    from .conftest import REPO, require_root
+
+    require_root()
+    unshare = require_tool("unshare")
+    require_tool("ifquery")
+    folder = Path("/etc/network/interfaces.d")
+    if not folder.is_dir():
+        pytest.fail(f"{folder} is missing although ifupdown is installed")
+    script = (
+        'mount -t tmpfs tmpfs /etc/network/interfaces.d && printf "iface\\n" >/etc/network/interfaces.d/broken && '
+        f"ifquery --list -a 2>&1 | grep -q 'ifquery: ' && echo host=broken; {sys.executable} -m kvmbridge validate {GOLDEN / 'article.toml'}"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run(
+        [unshare, "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert result.stdout.startswith("host=broken\n"), result.stdout  # the machine's own config is broken here
+    assert result.returncode == 0, result.stderr
+    assert "valid (6 files; checked: profile rules, libvirt RelaxNG (network.rng), ifupdown (ifquery))" in result.stdout
+
+
+def test_validate_fails_on_an_ifquery_complaint_even_when_it_exits_0(tmp_path: Path) -> None:
+    """ifquery says "option with empty value" and still exits 0; validate must not."""
+    require_tool("ifquery")
+    source = (Path(__file__).resolve().parents[1] / "templates/etc/network/interfaces.j2").read_text()
+    broken = source.replace("    bridge_stp {{", "    bridge_stp\n    bridge_stp {{")
+    templates = override_template(tmp_path, "etc/network/interfaces.j2", broken)
+    result = run("validate", GOLDEN / "article.toml", "--templates", templates)
+    assert result.exit_code == 2
+    assert "etc/network/interfaces: ifquery: etc/network/interfaces:" in result.stderr
+    assert "option with empty value" in result.stderr
