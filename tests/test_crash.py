@@ -67,6 +67,33 @@ def test_sigkill_at_every_step_leaves_old_or_new_files_and_a_recoverable_root(tm
     assert killed >= 20, killed
 
 
+def test_sigkill_at_every_step_of_a_rollback_and_the_rollback_can_be_finished(tmp_path: Path) -> None:
+    pristine = seed_old_host(tmp_path / "pristine")
+    old = tree(pristine / "etc")
+    installed = tmp_path / "installed"
+    shutil.copytree(pristine, installed, symlinks=True)
+    assert kvmbridge("install", ARTICLE, "--root", installed).returncode == 0
+    new = tree(installed / "etc")
+    install_id = kvmbridge("backups", "--root", installed).stdout.splitlines()[1].split()[0]
+    step, killed = 1, 0
+    while True:
+        root = tmp_path / f"rb{step}"
+        shutil.copytree(installed, root, symlinks=True)
+        result = kvmbridge("rollback", install_id, "--root", root, env={"KILL_AT": str(step)})
+        if result.returncode == 0:
+            break
+        assert result.returncode == -signal.SIGKILL, result.stderr
+        killed += 1
+        now = {k: v for k, v in tree(root / "etc").items() if not k.endswith(TMP_SUFFIX)}
+        for path, content in now.items():
+            assert content in (old.get(path), new.get(path)), f"step {step}: {path} is neither old nor new"
+        finish = kvmbridge("rollback", install_id, "--root", root)
+        assert finish.returncode == 0, (step, finish.stderr)
+        assert tree(root / "etc") == old, f"step {step}"  # stray temporary files removed too
+        step += 1
+    assert killed >= 15, killed
+
+
 def test_two_concurrent_installs_end_in_exactly_one_profiles_render(tmp_path: Path) -> None:
     a, b = ARTICLE, GOLDEN / "two-bridges.toml"
     renders = [rendered_etc(a, tmp_path / "ra"), rendered_etc(b, tmp_path / "rb")]

@@ -133,6 +133,7 @@ def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifes
             ops = [op for op in restore_ops(chosen, root) if root.read(op.path).sha256 != op.sha256]
         except OSError as exc:
             raise KvmbridgeError(f"{root.path('/var/backups/kvmbridge')}/{chosen.id}: {exc}") from None
+        root.remove_stale_temps({os.path.dirname(entry.path) for entry in chosen.entries})
         if not ops:
             return chosen, None
         undo = apply(
