@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from .conftest import GOLDEN, REPO, require_root, require_tool, tree
@@ -30,9 +31,35 @@ def kvmbridge(*args: str | Path, env: dict[str, str] | None = None) -> subproces
     )
 
 
-def rendered_etc(profile: Path, out: Path) -> dict[str, tuple[str, bytes | str]]:
+Tree = dict[str, tuple[str, bytes | str]]
+
+
+def rendered_etc(profile: Path, out: Path) -> Tree:
     assert kvmbridge("render", profile, "-o", out).returncode == 0
     return tree(out / "etc")
+
+
+def killed_at_every_step(start: Path, work: Path, *args: str | Path) -> Iterator[tuple[int, Path]]:
+    """Run `kvmbridge ARGS --root COPY` on a fresh copy of `start`, SIGKILLed at step 1, 2, ...
+
+    Yields (step, the killed copy) until the command runs through.
+    """
+    step = 1
+    while True:
+        root = work / f"step{step}"
+        shutil.copytree(start, root, symlinks=True)
+        result = kvmbridge(*args, "--root", root, env={"KILL_AT": str(step)})
+        if result.returncode == 0:
+            return
+        assert result.returncode == -signal.SIGKILL, result.stderr
+        yield step, root
+        step += 1
+
+
+def assert_old_or_new(root: Path, old: Tree, new: Tree, step: int) -> None:
+    for path, content in tree(root / "etc").items():
+        if not path.endswith(TMP_SUFFIX):
+            assert content in (old.get(path), new.get(path)), f"step {step}: {path} is neither old nor new"
 
 
 def test_sigkill_at_every_step_leaves_old_or_new_files_and_a_recoverable_root(tmp_path: Path) -> None:
@@ -40,18 +67,10 @@ def test_sigkill_at_every_step_leaves_old_or_new_files_and_a_recoverable_root(tm
     old = tree(pristine / "etc")
     new = rendered_etc(ARTICLE, tmp_path / "render")
     kept = {"libvirt/qemu/networks/default.xml": old["libvirt/qemu/networks/default.xml"]}
-    step, killed = 1, 0
-    while True:
-        root = tmp_path / f"run{step}"
-        shutil.copytree(pristine, root, symlinks=True)
-        result = kvmbridge("install", ARTICLE, "--root", root, env={"KILL_AT": str(step)})
-        if result.returncode == 0:
-            break
-        assert result.returncode == -signal.SIGKILL, result.stderr
+    killed = 0
+    for step, root in killed_at_every_step(pristine, tmp_path / "runs", "install", ARTICLE):
         killed += 1
-        now = {k: v for k, v in tree(root / "etc").items() if not k.endswith(TMP_SUFFIX)}
-        for path, content in now.items():
-            assert content in (old.get(path), new.get(path)), f"step {step}: {path} is neither old nor new"
+        assert_old_or_new(root, old, new, step)
         # Recovery 1: installing again completes the job, with no drift refusal and no stray temp file.
         again = root.with_name(f"again{step}")
         shutil.copytree(root, again, symlinks=True)
@@ -62,8 +81,7 @@ def test_sigkill_at_every_step_leaves_old_or_new_files_and_a_recoverable_root(tm
         # Recovery 2: rolling back returns to the old files (or finds nothing to undo before the manifest).
         undo = kvmbridge("rollback", "--root", root)
         assert undo.returncode in (0, 3), (step, undo.stderr)
-        assert {k: v for k, v in tree(root / "etc").items() if not k.endswith(TMP_SUFFIX)} == old, f"step {step}"
-        step += 1
+        assert tree(root / "etc") == old, f"step {step}"
     assert killed >= 20, killed
 
 
@@ -75,22 +93,13 @@ def test_sigkill_at_every_step_of_a_rollback_and_the_rollback_can_be_finished(tm
     assert kvmbridge("install", ARTICLE, "--root", installed).returncode == 0
     new = tree(installed / "etc")
     install_id = kvmbridge("backups", "--root", installed).stdout.splitlines()[1].split()[0]
-    step, killed = 1, 0
-    while True:
-        root = tmp_path / f"rb{step}"
-        shutil.copytree(installed, root, symlinks=True)
-        result = kvmbridge("rollback", install_id, "--root", root, env={"KILL_AT": str(step)})
-        if result.returncode == 0:
-            break
-        assert result.returncode == -signal.SIGKILL, result.stderr
+    killed = 0
+    for step, root in killed_at_every_step(installed, tmp_path / "runs", "rollback", install_id):
         killed += 1
-        now = {k: v for k, v in tree(root / "etc").items() if not k.endswith(TMP_SUFFIX)}
-        for path, content in now.items():
-            assert content in (old.get(path), new.get(path)), f"step {step}: {path} is neither old nor new"
+        assert_old_or_new(root, old, new, step)
         finish = kvmbridge("rollback", install_id, "--root", root)
         assert finish.returncode == 0, (step, finish.stderr)
         assert tree(root / "etc") == old, f"step {step}"  # stray temporary files removed too
-        step += 1
     assert killed >= 15, killed
 
 
