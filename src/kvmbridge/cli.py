@@ -261,8 +261,8 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
 def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Path | None) -> None:
     """Back up, then write the files atomically for activation at the next boot."""
     from .errors import RefusedError
+    from .install import checked_plan, refuse_unprivileged
     from .install import install as run_install
-    from .install import preflight, refuse_unprivileged
     from .root import Root
     from .views import install_report, plan_lines
 
@@ -277,12 +277,7 @@ def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Pa
             "(fix them, or install --force if you are sure)"
         )
     if dry_run:
-        from .plan import make_plan
-        from .state import read_state
-
-        plan = make_plan(files, target, read_state(target))
-        preflight(plan, force)
-        _echo_lines(plan_lines(plan, root))
+        _echo_lines(plan_lines(checked_plan(files, target, force), root))
         click.echo(safety.summary())
         click.echo("dry run: nothing was written")
         return

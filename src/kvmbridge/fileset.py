@@ -18,7 +18,6 @@ class RenderedFile:
     mode: int
     data: bytes | None = None
     link: str | None = None
-    target: str = ""
     keep_mode: bool = True
 
     @property

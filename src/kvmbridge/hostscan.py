@@ -6,6 +6,7 @@ so tests feed `ip -j` output captured from namespaces they build.
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import json
 import os
@@ -72,7 +73,7 @@ def read_live_host() -> LiveHost:
 def scan_host() -> Starter:
     """`init --from-host` on this machine."""
     config: dict[str, bytes] = {}
-    for path in ["/etc/network/interfaces", *sorted(_glob("/etc/network/interfaces.d/*"))]:
+    for path in ["/etc/network/interfaces", *sorted(glob.glob("/etc/network/interfaces.d/*"))]:
         try:
             with open(path, "rb") as handle:
                 config[path] = handle.read()
@@ -86,12 +87,6 @@ def scan_host() -> Starter:
     with open("/proc/sys/net/ipv4/ip_forward", "rb") as handle:
         forwarding = handle.read().strip() == b"1"
     return starter_from_host(read_live_host(), config, resolv, socket.gethostname(), forwarding)
-
-
-def _glob(pattern: str) -> list[str]:
-    import glob
-
-    return glob.glob(pattern)
 
 
 def starter_from_host(

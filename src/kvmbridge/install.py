@@ -13,7 +13,7 @@ from .errors import KvmbridgeError, RefusedError, RolledBackError
 from .fileset import RenderedSet
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
-from .root import Root
+from .root import Root, sha256_of
 from .state import LOCK, STATE, Manifest, State, list_backups, read_manifest, read_state
 from .transaction import Op, apply, new_backup_id, remove_empty_folders, restore_ops
 
@@ -68,22 +68,18 @@ def preflight(plan: Plan, force: bool) -> None:
 def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_path: Path, force: bool) -> InstallResult:
     refuse_unprivileged(root)
     # Refusals and "nothing to do" leave no trace, not even a lock file; the plan is redone under the lock.
-    plan = make_plan(files, root, read_state(root))
-    preflight(plan, force)
+    plan = checked_plan(files, root, force)
     if plan.in_sync:
         return InstallResult(plan, None)
     with locked(root):
-        state = read_state(root)
-        plan = make_plan(files, root, state)
-        preflight(plan, force)
+        plan = checked_plan(files, root, force)
         if plan.in_sync:
             return InstallResult(plan, None)
         root.remove_stale_temps({os.path.dirname(c.path) for c in plan.changes})
         backup_id = new_backup_id(root)
         ops = [_op(c) for c in plan.pending]
-        after = {c.path: (op.sha256 if c.writes else c.old.sha256) for c, op in _pairs(plan, ops)}
         new_state = State(
-            files={path: sha for path, sha in after.items() if sha is not None},
+            files=_hashes_after(plan),
             backup=backup_id,
             profile=str(profile_path),
             hostname=profile.hostname,
@@ -103,10 +99,23 @@ def _op(change: Change) -> Op:
     return Op(change.path, data=change.new.data, mode=change.mode)
 
 
-def _pairs(plan: Plan, ops: list[Op]) -> Iterator[tuple[Change, Op]]:
-    by_path = {op.path: op for op in ops}
+def checked_plan(files: RenderedSet, root: Root, force: bool) -> Plan:
+    """The plan, or the refusal (blocked targets, drift) that install would give."""
+    plan = make_plan(files, root, read_state(root))
+    preflight(plan, force)
+    return plan
+
+
+def _hashes_after(plan: Plan) -> dict[str, str]:
+    """What each path holds once the plan is carried out: written files and files left as they are."""
+    hashes: dict[str, str] = {}
     for change in plan.changes:
-        yield change, by_path.get(change.path, Op(change.path))
+        if change.new is None:
+            continue  # removed
+        sha = sha256_of(change.new.data, change.new.link) if change.writes else change.old.sha256
+        if sha is not None:
+            hashes[change.path] = sha
+    return hashes
 
 
 def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifest, Manifest | None]:

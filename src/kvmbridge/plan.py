@@ -93,12 +93,10 @@ def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None, symlinked: 
         # Replacing a symlink itself (never writing through it) is safe enough to allow with --force.
         forceable = old.kind == "symlink" and new.link is None
         return Change(new.path, "update", old, new, blocked=blocked, forceable=forceable)
-    if new.link is not None:
-        status = (
-            "unchanged"
-            if old.link == new.link
-            else ("equivalent" if _same_link_target(new.path, old.link, new.link) else "update")
-        )
+    if new.link is not None and old.link == new.link:
+        status = "unchanged"
+    elif new.link is not None:
+        status = "equivalent" if _same_link_target(new.path, old.link, new.link) else "update"
     elif old.data == new.data:
         status = "update" if not new.keep_mode and old.mode != new.mode else "unchanged"
     elif equivalent(new.path, old.data, new.data):

@@ -27,7 +27,6 @@ class Target:
     name: str
     template: str
     mode: int
-    format: str
     instances: Callable[[HostProfile], Iterator[Instance]]
     keep_mode: bool = True
 
@@ -69,49 +68,37 @@ def _bridge_filter_off(profile: HostProfile) -> bool:
 
 
 TARGETS: tuple[Target, ...] = (
-    Target(
-        "interfaces", "etc/network/interfaces.j2", 0o644, "interfaces", _once("/etc/network/interfaces", lambda p: True)
-    ),
+    Target("interfaces", "etc/network/interfaces.j2", 0o644, _once("/etc/network/interfaces", lambda p: True)),
     Target(
         "ip_forward",
         "etc/sysctl.d/ip_forward.conf.j2",
         0o644,
-        "sysctl",
         _once("/etc/sysctl.d/ip_forward.conf", lambda p: p.sysctl.ip_forward or p.sysctl.ipv6_forward),
     ),
     Target(
         "bridge_sysctl",
         "etc/sysctl.d/bridge.conf.j2",
         0o644,
-        "sysctl",
         _once("/etc/sysctl.d/bridge.conf", _bridge_filter_off),
     ),
     Target(
         "udev_rule",
         "etc/udev/rules.d/99-bridge.rules.j2",
         0o644,
-        "udev",
         _once("/etc/udev/rules.d/99-bridge.rules", _bridge_filter_off),
     ),
     # libvirt writes network XML 0600; ours stays so even over a looser existing file.
-    Target("network", "etc/libvirt/qemu/networks/network.xml.j2", 0o600, "netxml", _networks, keep_mode=False),
+    Target("network", "etc/libvirt/qemu/networks/network.xml.j2", 0o600, _networks, keep_mode=False),
 )
 
 LINK_TARGETS: tuple[LinkTarget, ...] = (LinkTarget("autostart", _autostart),)
 
-# Every path kvmbridge may ever own, for finding files a profile no longer renders.
-MANAGED_GLOBS: tuple[str, ...] = (
-    "/etc/network/interfaces",
-    "/etc/sysctl.d/ip_forward.conf",
-    "/etc/sysctl.d/bridge.conf",
-    "/etc/udev/rules.d/99-bridge.rules",
-    f"{NETWORKS_DIR}/*.xml",
-    f"{NETWORKS_DIR}/autostart/*.xml",
-)
-
 
 def format_of(path: str) -> str:
-    """The parser name for a destination path (`interfaces`, `sysctl`, `udev`, `netxml`)."""
+    """The parser for a destination path (`interfaces`, `sysctl`, `udev`, `netxml`).
+
+    By path, not by target, because files a profile no longer renders still need parsing.
+    """
     if path == "/etc/network/interfaces":
         return "interfaces"
     if path.startswith("/etc/sysctl.d/"):

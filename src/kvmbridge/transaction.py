@@ -53,14 +53,13 @@ def apply(
     before = {op.path: root.read(op.path) for op in ops}
     manifest = _take_backup(root, backup_id, ops, before, action=action, host=host, profile=profile)
     done: list[Op] = []
-    created: list[Path] = []
     try:
         for op in ops:
             done.append(op)
-            _carry_out(root, op, before[op.path], created)
+            _carry_out(root, op, before[op.path])
     except OSError as exc:
         reason = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
-        _undo(root, manifest, done, created, reason)
+        _undo(root, manifest, done, reason)
     return manifest
 
 
@@ -147,12 +146,12 @@ def _discard(folder: Path) -> None:
     folder.rmdir()
 
 
-def _carry_out(root: Root, op: Op, old: OnDisk, created: list[Path]) -> None:
+def _carry_out(root: Root, op: Op, old: OnDisk) -> None:
     target = root.path(op.path)
     if op.data is None and op.link is None:
         root.remove(op.path)
         return
-    created.extend(root.makedirs(target.parent))
+    root.makedirs(target.parent)
     if op.link is not None:
         root.write_symlink(op.path, op.link)
         return
@@ -202,10 +201,10 @@ def _restore(root: Root, backup_id: str, op: Op, now: OnDisk) -> None:
             if op.mtime_ns is not None:
                 os.utime(root.path(op.path), ns=(op.mtime_ns, op.mtime_ns), follow_symlinks=False)
             return
-    _carry_out(root, op, now, [])
+    _carry_out(root, op, now)
 
 
-def _undo(root: Root, manifest: Manifest, done: list[Op], created: list[Path], reason: str) -> None:
+def _undo(root: Root, manifest: Manifest, done: list[Op], reason: str) -> None:
     left: list[str] = []
     try:
         ops = restore_ops(manifest, root, {op.path for op in done})
@@ -222,16 +221,13 @@ def _undo(root: Root, manifest: Manifest, done: list[Op], created: list[Path], r
                 f"{op.path}: not restored ({exc.strerror or exc}); its backup: "
                 f"{root.path(backup_copy(manifest.id, op.path)) if op.data is not None else 'did not exist'}"
             )
-    for folder in reversed(created):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+    remove_empty_folders(root, manifest.created_dirs)
     where = root.path(backup_dir(manifest.id))
     if not left:
         _discard(where)  # everything is as before: the set would only mislead `rollback`
         raise RolledBackError(f"failed: {reason}; every file was restored as it was, nothing changed")
-    if left:
-        raise RollbackFailedError(
-            f"failed: {reason}; restoring from backup {manifest.id} failed too. Paths left behind:",
-            *(f"  {line}" for line in left),
-            f"backup set: {where}",
-        )
+    raise RollbackFailedError(
+        f"failed: {reason}; restoring from backup {manifest.id} failed too. Paths left behind:",
+        *(f"  {line}" for line in left),
+        f"backup set: {where}",
+    )
