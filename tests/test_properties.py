@@ -15,11 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kvmbridge.errors import ProfileError
-from kvmbridge.formats import PARSERS
 from kvmbridge.model import HostProfile
 from kvmbridge.profile import build_profile
 from kvmbridge.render import render
-from kvmbridge.targets import network_uuid
+from kvmbridge.targets import format_of, network_uuid
 
 IFNAME = st.from_regex(r"[a-z][a-z0-9_.]{0,6}[0-9]", fullmatch=True)
 NETNAME = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,20}", fullmatch=True)
@@ -198,10 +197,14 @@ def expected_files(p: HostProfile) -> dict[str, Any]:
     return out
 
 
-def parsed_files(p: HostProfile) -> dict[str, Any]:
-    from kvmbridge.targets import format_of
+def parse(path: str, data: bytes | None) -> Any:
+    parser = format_of(path).parse
+    assert parser is not None and data is not None
+    return parser(data)
 
-    return {f.path: f.link if f.link is not None else PARSERS[format_of(f.path)](f.data or b"") for f in render(p)}
+
+def parsed_files(p: HostProfile) -> dict[str, Any]:
+    return {f.path: f.link if f.link is not None else parse(f.path, f.data) for f in render(p)}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

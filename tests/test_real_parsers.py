@@ -100,8 +100,8 @@ def test_validate_reports_both_real_checkers_ran() -> None:
     result = run("validate", GOLDEN / "article.toml")
     assert result.exit_code == 0
     assert result.stdout == (
-        f"{GOLDEN / 'article.toml'}: valid (6 files; checked: profile rules, libvirt RelaxNG (network.rng), "
-        "ifupdown (ifquery))\n"
+        f"{GOLDEN / 'article.toml'}: valid (6 files; checked: profile rules, ifupdown (ifquery), "
+        "libvirt RelaxNG (network.rng))\n"
     )
 
 
@@ -150,7 +150,7 @@ def test_validate_reads_our_file_not_this_machines_sourced_files() -> None:
     )
     assert result.stdout.startswith("host=broken\n"), result.stdout  # the machine's own config is broken here
     assert result.returncode == 0, result.stderr
-    assert "valid (6 files; checked: profile rules, libvirt RelaxNG (network.rng), ifupdown (ifquery))" in result.stdout
+    assert "valid (6 files; checked: profile rules, ifupdown (ifquery), libvirt RelaxNG (network.rng))" in result.stdout
 
 
 def test_validate_fails_on_an_ifquery_complaint_even_when_it_exits_0(tmp_path: Path) -> None:

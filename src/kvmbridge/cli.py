@@ -109,7 +109,7 @@ def validate(profile: Path, root: Path | None, templates: Path | None, as_json: 
         _print_json({"profile": str(profile), "valid": False, "errors": list(exc.lines), "warnings": []})
         sys.exit(exc.exit_code)
     files = render_files(model, templates)
-    verdict = verify(files, ["lo", *model.bridges])
+    verdict = verify(files, model)
     warnings = [f"{profile}: {key}: {msg}" for key, msg in profile_warnings(model)]
     safety = _safety(model, files, root) if root is not None and not verdict.errors else None
     if as_json:
@@ -181,7 +181,7 @@ def _load_and_render(profile: Path, templates: Path | None) -> tuple[Any, Any]:
 
     model = load_profile(profile)
     files = render_files(model, templates)
-    verdict = verify(files, ["lo", *model.bridges])
+    verdict = verify(files, model)
     if verdict.errors:
         raise ProfileError(*(f"{profile}: {line}" for line in verdict.errors))
     return model, files

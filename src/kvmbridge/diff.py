@@ -6,6 +6,7 @@ import difflib
 from typing import Any
 
 from .plan import Change, parse_or_none
+from .targets import format_of
 
 
 def _lines(data: bytes | None, link: str | None) -> list[str]:
@@ -48,7 +49,8 @@ def semantic(change: Change) -> list[str]:
     prefix = "changed since kvmbridge wrote it; " if change.status == "drift" else ""
     if old is None or new is None:
         return [f"{prefix}{rel}: rewritten (the current file does not parse)"]
-    lines = describe(old, new)
+    view = format_of(change.path).describe_view
+    lines = describe(view(old), view(new))
     if not lines:
         same_bytes = change.old.data == change.new.data
         lines = [f"mode {change.old.mode:04o} → {change.mode:04o}" if same_bytes else "comments only"]
@@ -79,8 +81,6 @@ def _setify(value: Any) -> Any:
         return {k: _setify(v) for k, v in value.items()}
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return set(value)
-    if isinstance(value, list) and all(isinstance(v, list) and all(isinstance(t, tuple) for t in v) for v in value):
-        return {"rules": {", ".join(f'{k}{op}"{val}"' for k, op, val in rule) for rule in value}}
     if isinstance(value, list):
         return [_setify(v) for v in value]
     return value

@@ -134,9 +134,7 @@ def equivalent(path: str, old: bytes | None, new: bytes | None) -> bool:
 
 
 def parse_or_none(path: str, data: bytes | None) -> Any:
-    from .formats import PARSERS
-
-    parser = PARSERS.get(format_of(path))
+    parser = format_of(path).parse
     if parser is None or data is None:
         return None
     try:

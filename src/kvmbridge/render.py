@@ -11,7 +11,7 @@ import jinja2
 from .errors import KvmbridgeError
 from .fileset import RenderedFile, RenderedSet
 from .model import HostProfile
-from .targets import LINK_TARGETS, TARGETS, format_of
+from .targets import LINK_TARGETS, TARGETS
 
 
 def builtin_templates() -> Path:
@@ -102,20 +102,9 @@ def render(profile: HostProfile, templates: Path | None = None) -> RenderedSet:
                 where = f"{exc.filename}:{exc.lineno}: " if isinstance(exc, jinja2.TemplateSyntaxError) else ""
                 raise KvmbridgeError(f"template {target.template}: {where}{exc.message or exc}") from None
             data = text.encode("utf-8")
-            if format_of(dest) == "netxml":
-                _check_well_formed(target.template, data)
+            target.format.check_render(target.template, data)
             files.append(RenderedFile(path=dest, mode=target.mode, data=data, keep_mode=target.keep_mode))
     for link_target in LINK_TARGETS:
         for dest, link in link_target.links(profile):
             files.append(RenderedFile(path=dest, mode=0o777, link=link))
     return tuple(files)
-
-
-def _check_well_formed(template: str, data: bytes) -> None:
-    """A broken template must fail at render, not when libvirtd starts at boot."""
-    from xml.parsers import expat
-
-    try:
-        expat.ParserCreate().Parse(data, True)
-    except expat.ExpatError as exc:
-        raise KvmbridgeError(f"template {template}: renders malformed XML: {exc}") from None

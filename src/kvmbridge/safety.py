@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .fileset import RenderedSet
+from .formats import NETXML
 from .formats import interfaces as interfaces_format
 from .hostscan import LiveHost
 from .model import HostProfile
 from .plan import parse_or_none
 from .root import Root
 from .state import State
+from .targets import format_of
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,7 @@ def _cloud_init_network_disabled(data: bytes) -> bool:
 
 def _libvirt_networks(files: RenderedSet, root: Root, state: State) -> Iterator[Finding]:
     for f in files:
-        if not f.path.endswith(".xml") or "/autostart/" in f.path or f.path in state.files:
+        if format_of(f.path) is not NETXML or f.path in state.files:
             continue
         existing = root.read(f.path)
         if existing.kind != "file":

@@ -1,7 +1,9 @@
-"""The registry of generated files: which template goes where, when, with what mode.
+"""The registry of generated files: all destination knowledge in one place.
 
-Adding an output (netplan YAML, systemd-networkd) means adding a `Target`
-here, not editing the pipeline.
+A `Target` is a destination (a pattern, and the instances a profile asks
+for), its template, its mode and its `Format` (parser, change description,
+render check, validator, activation hint). Adding an output (a renderer)
+means adding targets and a format here, not editing the pipeline.
 """
 
 from __future__ import annotations
@@ -9,24 +11,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
+from .formats import IFUPDOWN, LINK, NETXML, SYSCTL, TEXT, UDEV, Format
+from .formats.netxml import NETWORKS_DIR
 from .model import HostProfile
 
-NETWORKS_DIR = "/etc/libvirt/qemu/networks"
 # Fixed namespace so a network's UUID depends only on hostname and name.
 UUID_NAMESPACE = uuid.UUID("6f1f3c2e-9a57-5d0b-8c1e-4b7a2d9e0f13")
+BRIDGE_SYSCTL = "/etc/sysctl.d/bridge.conf"
 
 Instance = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Target:
-    """`instances` yields (destination, extra template context) for a profile."""
+    """`pattern` matches every destination this target can ever write (a glob; `*` stays in one folder).
+
+    `instances` yields (destination, extra template context) for a profile;
+    `keep_mode`: an existing file keeps its mode, unless the contract fixes it.
+    """
 
     name: str
+    pattern: str
     template: str
     mode: int
+    format: Format
     instances: Callable[[HostProfile], Iterator[Instance]]
     keep_mode: bool = True
 
@@ -36,7 +47,9 @@ class LinkTarget:
     """A symlink per instance: (destination, link text)."""
 
     name: str
+    pattern: str
     links: Callable[[HostProfile], Iterator[tuple[str, str]]]
+    format: Format = LINK
 
 
 def network_uuid(profile: HostProfile, name: str) -> str:
@@ -44,10 +57,12 @@ def network_uuid(profile: HostProfile, name: str) -> str:
     return given.lower() if given else str(uuid.uuid5(UUID_NAMESPACE, f"{profile.hostname}/{name}"))
 
 
-def _once(dest: str, when: Callable[[HostProfile], bool]) -> Callable[[HostProfile], Iterator[Instance]]:
+def _once(
+    dest: str, when: Callable[[HostProfile], bool], extra: dict[str, Any] | None = None
+) -> Callable[[HostProfile], Iterator[Instance]]:
     def instances(profile: HostProfile) -> Iterator[Instance]:
         if when(profile):
-            yield dest, {}
+            yield dest, dict(extra or {})
 
     return instances
 
@@ -67,44 +82,78 @@ def _bridge_filter_off(profile: HostProfile) -> bool:
     return not profile.netfilter.filter_bridged_traffic
 
 
+def _forwarding(profile: HostProfile) -> bool:
+    return profile.sysctl.ip_forward or profile.sysctl.ipv6_forward
+
+
 TARGETS: tuple[Target, ...] = (
-    Target("interfaces", "etc/network/interfaces.j2", 0o644, _once("/etc/network/interfaces", lambda p: True)),
+    Target(
+        "interfaces",
+        "/etc/network/interfaces",
+        "etc/network/interfaces.j2",
+        0o644,
+        IFUPDOWN,
+        _once("/etc/network/interfaces", lambda p: True),
+    ),
     Target(
         "ip_forward",
+        "/etc/sysctl.d/ip_forward.conf",
         "etc/sysctl.d/ip_forward.conf.j2",
         0o644,
-        _once("/etc/sysctl.d/ip_forward.conf", lambda p: p.sysctl.ip_forward or p.sysctl.ipv6_forward),
+        SYSCTL,
+        _once("/etc/sysctl.d/ip_forward.conf", _forwarding),
     ),
     Target(
         "bridge_sysctl",
+        BRIDGE_SYSCTL,
         "etc/sysctl.d/bridge.conf.j2",
         0o644,
-        _once("/etc/sysctl.d/bridge.conf", _bridge_filter_off),
+        SYSCTL,
+        _once(BRIDGE_SYSCTL, _bridge_filter_off),
     ),
     Target(
         "udev_rule",
+        "/etc/udev/rules.d/99-bridge.rules",
         "etc/udev/rules.d/99-bridge.rules.j2",
         0o644,
-        _once("/etc/udev/rules.d/99-bridge.rules", _bridge_filter_off),
+        UDEV,
+        _once("/etc/udev/rules.d/99-bridge.rules", _bridge_filter_off, {"sysctl_file": BRIDGE_SYSCTL}),
     ),
     # libvirt writes network XML 0600; ours stays so even over a looser existing file.
-    Target("network", "etc/libvirt/qemu/networks/network.xml.j2", 0o600, _networks, keep_mode=False),
+    Target(
+        "network",
+        f"{NETWORKS_DIR}/*.xml",
+        "etc/libvirt/qemu/networks/network.xml.j2",
+        0o600,
+        NETXML,
+        _networks,
+        keep_mode=False,
+    ),
 )
 
-LINK_TARGETS: tuple[LinkTarget, ...] = (LinkTarget("autostart", _autostart),)
+LINK_TARGETS: tuple[LinkTarget, ...] = (LinkTarget("autostart", f"{NETWORKS_DIR}/autostart/*.xml", _autostart),)
 
 
-def format_of(path: str) -> str:
-    """The parser for a destination path (`interfaces`, `sysctl`, `udev`, `netxml`).
+def target_of(path: str) -> Target | LinkTarget | None:
+    """The target that can write `path`, for any profile; None for a path kvmbridge never writes."""
+    pure = PurePosixPath(path)
+    every: tuple[Target | LinkTarget, ...] = (*TARGETS, *LINK_TARGETS)
+    for target in every:
+        if pure.match(target.pattern):
+            return target
+    return None
 
-    By path, not by target, because files a profile no longer renders still need parsing.
+
+def renderable(path: str) -> bool:
+    """Whether some profile could make kvmbridge write `path` (confinement of state and manifests)."""
+    return target_of(path) is not None
+
+
+def format_of(path: str) -> Format:
+    """The format of a destination, by the registry's patterns.
+
+    By path, not by the current render, because files a profile no longer
+    renders (in the state, or another renderer's) still need parsing.
     """
-    if path == "/etc/network/interfaces":
-        return "interfaces"
-    if path.startswith("/etc/sysctl.d/"):
-        return "sysctl"
-    if path.startswith("/etc/udev/"):
-        return "udev"
-    if path.startswith(NETWORKS_DIR):
-        return "netxml"
-    return "text"
+    target = target_of(path)
+    return target.format if target is not None else TEXT

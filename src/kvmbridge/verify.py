@@ -1,18 +1,18 @@
 """Check a rendered file set with the real parsers our users' hosts run.
 
-Each checker is skipped (with a note) when its program or schema is not
-installed; `cli` decides whether a skip is acceptable.
+Each format names its validator in `formats`; `verify` runs the validator of
+every format the set holds. A validator whose program or schema is not
+installed is skipped (with a note); `cli` decides whether a skip is acceptable.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fileset import RenderedSet
+from .fileset import RenderedFile, RenderedSet
+from .model import HostProfile
 
 NETWORK_RNG = Path("/usr/share/libvirt/schemas/network.rng")
 
@@ -24,53 +24,67 @@ class Verdict:
     skipped: list[str] = field(default_factory=list)
 
 
-def verify(files: RenderedSet, expected_auto: list[str], schema: Path = NETWORK_RNG) -> Verdict:
+def verify(files: RenderedSet, profile: HostProfile) -> Verdict:
+    from .targets import format_of
+
     verdict = Verdict()
-    _check_xml(files, schema, verdict)
-    _check_interfaces(files, expected_auto, verdict)
+    by_format: dict[str, list[RenderedFile]] = {}
+    for f in files:
+        if f.data is not None:
+            by_format.setdefault(format_of(f.path).name, []).append(f)
+    from .formats import FORMATS
+
+    for fmt in FORMATS:
+        if fmt.validate is not None and fmt.name in by_format:
+            fmt.validate(by_format[fmt.name], profile, verdict)
     return verdict
 
 
-def _check_xml(files: RenderedSet, schema: Path, verdict: Verdict) -> None:
-    xml_files = [f for f in files if f.data is not None and f.path.endswith(".xml")]
-    if not xml_files:
-        return
-    if not schema.is_file():
-        verdict.skipped.append(f"libvirt RelaxNG schema {schema} not found (install libvirt-daemon)")
+def relaxng(files: Sequence[RenderedFile], profile: HostProfile, verdict: Verdict) -> None:
+    """libvirt's own RelaxNG schema for network XML, through lxml."""
+    if not NETWORK_RNG.is_file():
+        verdict.skipped.append(f"libvirt RelaxNG schema {NETWORK_RNG} not found (install libvirt-daemon)")
         return
     from lxml import etree
 
-    relaxng = etree.RelaxNG(etree.parse(str(schema)))
-    for f in xml_files:
+    schema = etree.RelaxNG(etree.parse(str(NETWORK_RNG)))
+    for f in files:
         assert f.data is not None
         doc = etree.fromstring(f.data)
-        if not relaxng.validate(doc):
-            error = relaxng.error_log.last_error
+        if not schema.validate(doc):
+            error = schema.error_log.last_error
             verdict.errors.append(f"{f.relpath}: libvirt schema: {error.message if error else 'invalid'}")
-    verdict.checked.append(f"libvirt RelaxNG ({schema.name})")
+    verdict.checked.append(f"libvirt RelaxNG ({NETWORK_RNG.name})")
 
 
-def _check_interfaces(files: RenderedSet, expected_auto: list[str], verdict: Verdict) -> None:
-    ifquery = shutil.which("ifquery") or shutil.which("ifquery", path="/usr/sbin:/sbin")
-    if ifquery is None:
+def ifquery(files: Sequence[RenderedFile], profile: HostProfile, verdict: Verdict) -> None:
+    """ifupdown's own parser lists every auto interface of our file."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    found = shutil.which("ifquery") or shutil.which("ifquery", path="/usr/sbin:/sbin")
+    if found is None:
         verdict.skipped.append("ifquery not found (install ifupdown)")
         return
-    interfaces = next(f for f in files if f.path == "/etc/network/interfaces")
-    assert interfaces.data is not None
-    with tempfile.NamedTemporaryFile(prefix="kvmbridge-interfaces-") as tmp:
-        tmp.write(_without_sources(interfaces.data))
-        tmp.flush()
-        result = subprocess.run([ifquery, "-i", tmp.name, "--list", "-a"], capture_output=True, text=True, check=False)
-    # ifquery reports many parse errors on stderr yet exits 0: any complaint is an error.
-    complaints = [line for line in result.stderr.splitlines() if line.strip()]
-    if result.returncode != 0 or complaints:
-        for line in complaints or ["failed"]:
-            verdict.errors.append(f"{interfaces.relpath}: {line.replace(tmp.name, interfaces.relpath)}")
-        return
-    listed = set(result.stdout.split())
-    missing = [name for name in expected_auto if name not in listed]
-    if missing:
-        verdict.errors.append(f"{interfaces.relpath}: ifquery does not list auto interfaces {', '.join(missing)}")
+    for interfaces in files:
+        assert interfaces.data is not None
+        with tempfile.NamedTemporaryFile(prefix="kvmbridge-interfaces-") as tmp:
+            tmp.write(_without_sources(interfaces.data))
+            tmp.flush()
+            result = subprocess.run(
+                [found, "-i", tmp.name, "--list", "-a"], capture_output=True, text=True, check=False
+            )
+        # ifquery reports many parse errors on stderr yet exits 0: any complaint is an error.
+        complaints = [line for line in result.stderr.splitlines() if line.strip()]
+        if result.returncode != 0 or complaints:
+            for line in complaints or ["failed"]:
+                verdict.errors.append(f"{interfaces.relpath}: {line.replace(tmp.name, interfaces.relpath)}")
+            return
+        listed = set(result.stdout.split())
+        missing = [name for name in ["lo", *profile.bridges] if name not in listed]
+        if missing:
+            verdict.errors.append(f"{interfaces.relpath}: ifquery does not list auto interfaces {', '.join(missing)}")
     verdict.checked.append("ifupdown (ifquery)")
 
 

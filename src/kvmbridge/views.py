@@ -11,9 +11,11 @@ from typing import Any
 
 from .check import HostCheck
 from .diff import semantic, unified
+from .formats import FORMATS
 from .plan import Change, Plan
 from .safety import Report
 from .state import Manifest
+from .targets import format_of
 
 DRIFT_KINDS = {"create": "missing", "update": "different", "remove": "extra"}
 
@@ -64,8 +66,6 @@ def plan_lines(plan: Plan, root: Path) -> Iterator[str]:
 
 def install_report(plan: Plan, backup_id: str, root: Path, bridges: Sequence[str]) -> Iterator[str]:
     """The backup, the way back, what happens at boot and how to check it; activation is only shown."""
-    paths = {c.path for c in plan.pending}
-    nets = sorted(Path(p).stem for p in paths if p.startswith("/etc/libvirt/qemu/networks/") and "autostart" not in p)
     yield from ("", f"backup: {backup_id}", f"undo with: kvmbridge rollback {backup_id}{root_flag(root)}")
     yield from ("", "takes effect at the next boot; then check with:")
     for name in bridges:
@@ -76,14 +76,19 @@ def install_report(plan: Plan, backup_id: str, root: Path, bridges: Sequence[str
     yield "  virsh net-list --all            # the networks are defined and autostarted"
     yield ""
     yield "to activate now instead (not run; over SSH this can cut your session):"
-    if "/etc/network/interfaces" in paths:
-        yield "  systemctl restart networking"
-    if any(p.startswith("/etc/sysctl.d/") for p in paths):
-        yield "  sysctl --system"
-    if "/etc/udev/rules.d/99-bridge.rules" in paths:
-        yield "  udevadm control --reload"
-    for name in nets:
-        yield f"  virsh net-define /etc/libvirt/qemu/networks/{name}.xml && virsh net-start {name}"
+    yield from (f"  {line}" for line in activation(plan))
+
+
+def activation(plan: Plan) -> list[str]:
+    """Each changed format's own commands, in the registry's order, each once."""
+    by_format: dict[str, list[str]] = {}
+    for change in plan.pending:
+        by_format.setdefault(format_of(change.path).name, []).append(change.path)
+    lines: list[str] = []
+    for fmt in FORMATS:
+        if fmt.name in by_format:
+            lines += [line for line in fmt.activate(by_format[fmt.name]) if line not in lines]
+    return lines
 
 
 def rollback_report(chosen: Manifest, undo: Manifest, root: Path) -> Iterator[str]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import KvmbridgeError
+
+NETWORKS_DIR = "/etc/libvirt/qemu/networks"
+
 
 def parse(data: bytes) -> dict[str, Any]:
     from lxml import etree
@@ -16,6 +20,16 @@ def parse(data: bytes) -> dict[str, Any]:
     parser = etree.XMLParser(remove_comments=True, remove_blank_text=True, resolve_entities=False, no_network=True)
     root = etree.fromstring(data, parser)
     return {str(root.tag): _element(root)}
+
+
+def check_well_formed(template: str, data: bytes) -> None:
+    """A broken template must fail at render, not when libvirtd starts at boot (expat: no lxml import)."""
+    from xml.parsers import expat
+
+    try:
+        expat.ParserCreate().Parse(data, True)
+    except expat.ExpatError as exc:
+        raise KvmbridgeError(f"template {template}: renders malformed XML: {exc}") from None
 
 
 def _element(element: Any) -> Any:
