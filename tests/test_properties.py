@@ -158,7 +158,7 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             if b.ipv6.dns:
                 v6["dns-nameservers"] = " ".join(b.ipv6.dns)
             ifaces[f"{name} inet6"] = {"method": b.ipv6.method, "options": v6}
-    return {"auto": ["lo", *p.bridges], "hotplug": [], "source": list(p.interfaces.source), "ifaces": ifaces}
+    return {"auto": ["lo", *p.bridges], "source": list(p.interfaces.source), "ifaces": ifaces}
 
 
 def expected_files(p: HostProfile) -> dict[str, Any]:

@@ -6,7 +6,6 @@ so tests feed `ip -j` output captured from namespaces they build.
 
 from __future__ import annotations
 
-import glob
 import ipaddress
 import json
 import os
@@ -17,6 +16,7 @@ from typing import Any
 
 from .errors import KvmbridgeError
 from .formats import interfaces as interfaces_format
+from .formats.ifupdown_sources import DictFiles, HostFiles, SourceFiles
 from .rules import check_hostname, check_ifname
 from .starter import Starter
 
@@ -72,13 +72,6 @@ def read_live_host() -> LiveHost:
 
 def scan_host() -> Starter:
     """`init --from-host` on this machine."""
-    config: dict[str, bytes] = {}
-    for path in ["/etc/network/interfaces", *sorted(glob.glob("/etc/network/interfaces.d/*"))]:
-        try:
-            with open(path, "rb") as handle:
-                config[path] = handle.read()
-        except OSError:
-            continue
     try:
         with open("/etc/resolv.conf", "rb") as handle:
             resolv = handle.read()
@@ -86,11 +79,11 @@ def scan_host() -> Starter:
         resolv = b""
     with open("/proc/sys/net/ipv4/ip_forward", "rb") as handle:
         forwarding = handle.read().strip() == b"1"
-    return starter_from_host(read_live_host(), config, resolv, socket.gethostname(), forwarding)
+    return starter_from_host(read_live_host(), HostFiles("/"), resolv, socket.gethostname(), forwarding)
 
 
 def starter_from_host(
-    live: LiveHost, config: dict[str, bytes], resolv: bytes, hostname: str, ip_forward: bool
+    live: LiveHost, config: dict[str, bytes] | SourceFiles, resolv: bytes, hostname: str, ip_forward: bool
 ) -> Starter:
     """Bridge the NIC that carries the default route, keeping its address, gateway and MAC."""
     route = live.default_route()
@@ -109,12 +102,15 @@ def starter_from_host(
     port = ports[0] if ports else nic
     addresses = live.ipv4(nic)
     dynamic = bool(addresses and addresses[0].get("dynamic")) or route.get("protocol") == "dhcp"
-    stanzas = _stanzas(config)
-    dns = _dns(stanzas, nic, resolv)
-    for path, name in sorted((p, n) for p, parsed in stanzas.items() for n in parsed["ifaces"]):
-        iface = name.split()[0]
-        if iface not in (nic, "lo", bridge, *ports):
-            notes.append(f"{path} also configures {iface} ({name.split()[1]}); not carried over")
+    parsed, problem = read_config(DictFiles(config) if isinstance(config, dict) else config)
+    if problem:
+        notes.append(problem)
+    dns = _dns(parsed, nic, resolv)
+    others = [s for s in parsed.stanzas if s.name not in (nic, "lo", bridge, *ports)]
+    for stanza in others:
+        notes.append(
+            f"{stanza.file}:{stanza.line} also configures {_printable(stanza.name)} ({stanza.family}); not carried over"
+        )
     mac = str(link.get("address", "")) or None
     values: dict[str, Any] = {
         "hostname": hostname.split(".", maxsplit=1)[0] if check_hostname(hostname) is None else "kvm01",
@@ -148,16 +144,31 @@ def _free_bridge_name(live: LiveHost) -> str:
     return next(f"br{i}" for i in range(100) if f"br{i}" not in names)
 
 
-def _stanzas(config: dict[str, bytes]) -> dict[str, dict[str, Any]]:
-    return {path: interfaces_format.parse(data) for path, data in config.items()}
+def read_config(files: SourceFiles) -> tuple[interfaces_format.Interfaces, str | None]:
+    """/etc/network/interfaces and what it sources, as ifupdown reads them; never raises.
+
+    A file ifupdown refuses gives an empty reading and one line saying where and why.
+    """
+    try:
+        return interfaces_format.load("/etc/network/interfaces", files), None
+    except interfaces_format.InterfacesError as exc:
+        if exc.line == 0 and exc.reason == "couldn't open interfaces file" and exc.file == "/etc/network/interfaces":
+            return interfaces_format.Interfaces(), None
+        return (
+            interfaces_format.Interfaces(),
+            f"{_printable(str(exc))} (ifupdown refuses this file; nothing carried over from it)",
+        )
 
 
-def _dns(stanzas: dict[str, dict[str, Any]], nic: str, resolv: bytes) -> list[str]:
+def _printable(text: str) -> str:
+    return text if text.isprintable() else ascii(text)[1:-1]
+
+
+def _dns(parsed: interfaces_format.Interfaces, nic: str, resolv: bytes) -> list[str]:
     """The NIC's dns-nameservers from ifupdown's config, else resolv.conf's (not a local stub)."""
-    for parsed in stanzas.values():
-        options = parsed["ifaces"].get(f"{nic} inet", {}).get("options", {})
-        servers = options.get("dns-nameservers")
-        if isinstance(servers, str):
+    for stanza in parsed.named(nic):
+        servers = stanza.get("dns-nameservers") if stanza.family == "inet" else None
+        if servers is not None:
             return [s for s in servers.split() if _is_ip(s)]
     found = []
     for line in resolv.decode("utf-8", "replace").splitlines():

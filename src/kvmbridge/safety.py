@@ -10,14 +10,18 @@ from __future__ import annotations
 import fnmatch
 import glob
 import ipaddress
+import os
+import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import KvmbridgeError
 from .fileset import RenderedSet
 from .formats import NETXML
 from .formats import interfaces as interfaces_format
+from .formats.ifupdown_sources import expand_source
 from .hostscan import LiveHost
 from .model import HostProfile
 from .plan import parse_or_none
@@ -165,40 +169,108 @@ def _other_managers(profile: HostProfile, root: Root) -> Iterator[Finding]:
 
 
 def _sourced_files(profile: HostProfile, root: Root) -> Iterator[Finding]:
-    """Files our `source` lines pull in still configuring what the profile owns."""
+    """Files our `source` lines pull in still configuring what the profile owns.
+
+    Read with ifupdown's own rules (`source` goes through wordexp and globs,
+    `source-directory` reads only `[A-Za-z0-9_-]` names); a file ifupdown
+    refuses is a finding of its own, never skipped.
+    """
     owned = _names(profile)
     ours = {b.ipv4.address.split("/")[0] for b in profile.bridges.values() if b.ipv4.address}
+    files = RootFiles(root)
     for pattern in profile.interfaces.source:
-        for path, data in _files(root, pattern):
-            parsed = interfaces_format.parse(data)
-            for key, stanza in parsed["ifaces"].items():
-                name = key.split()[0]
-                if name in owned:
-                    yield Finding(
-                        "KB110",
-                        "error",
-                        name,
-                        f"{path} (sourced by interfaces) still configures this {owned[name]}",
-                        f"remove the {name} stanza from {path}",
-                    )
-                address = stanza["options"].get("address")
-                if isinstance(address, str) and address.split("/")[0] in ours and name not in owned:
-                    yield Finding(
-                        "KB109",
-                        "error",
-                        name,
-                        f"{path} still assigns {address.split('/')[0]}, which the profile moves to the bridge",
-                        f"remove that address from {path}",
-                    )
-            for name in parsed["auto"]:
-                if name in owned and f"{name} inet" not in parsed["ifaces"]:
-                    yield Finding(
-                        "KB110",
-                        "error",
-                        name,
-                        f"{path} marks this {owned[name]} auto",
-                        f"remove `auto {name}` from {path}",
-                    )
+        for path in expand_source("/etc/network/interfaces", pattern, files):
+            try:
+                if files.read(path) is None:
+                    continue
+                parsed = interfaces_format.load(path, files)
+            except interfaces_format.InterfacesError as exc:
+                yield Finding(
+                    "KB110",
+                    "error",
+                    exc.file,
+                    f"ifupdown refuses this sourced file ({exc.reason}, line {exc.line}); "
+                    "what it configures cannot be checked",
+                    f"fix or remove {exc.file}",
+                )
+                continue
+            yield from _sourced_findings(parsed, owned, ours)
+
+
+def _sourced_findings(parsed: interfaces_format.Interfaces, owned: dict[str, str], ours: set[str]) -> Iterator[Finding]:
+    for stanza in parsed.stanzas:
+        name = stanza.name
+        if name in owned:
+            yield Finding(
+                "KB110",
+                "error",
+                name,
+                f"{stanza.file} (sourced by interfaces) still configures this {owned[name]} (line {stanza.line})",
+                f"remove the {name} stanza from {stanza.file}",
+            )
+        for address in (stanza.get("address") or "").split("\n"):
+            if address and address.split("/")[0] in ours and name not in owned:
+                yield Finding(
+                    "KB109",
+                    "error",
+                    name,
+                    f"{stanza.file} still assigns {address.split('/')[0]}, which the profile moves to the bridge",
+                    f"remove that address from {stanza.file}",
+                )
+    named = {s.name for s in parsed.stanzas}
+    for cls, names in parsed.allow.items():
+        for name in names:
+            if name in owned and name not in named:
+                word = "auto" if cls == "auto" else f"allow-{cls}"
+                yield Finding(
+                    "KB110",
+                    "error",
+                    name,
+                    f"{parsed.marked_in(cls, name)} marks this {owned[name]} {word}",
+                    f"remove `{word} {name}` from {parsed.marked_in(cls, name)}",
+                )
+
+
+class RootFiles:
+    """ifupdown's view of the files under a root: links resolved inside the root, never out of it."""
+
+    def __init__(self, root: Root) -> None:
+        self.root = root
+
+    def read(self, path: str) -> bytes | None:
+        for _ in range(16):
+            try:
+                on_disk = self.root.read(path)
+            except KvmbridgeError as exc:
+                raise interfaces_format.InterfacesError(path, 0, str(exc)) from None
+            if on_disk.kind == "symlink" and on_disk.link is not None:
+                path = posixpath.normpath(posixpath.join(posixpath.dirname(path), on_disk.link))
+                continue
+            if on_disk.kind == "missing":
+                return None
+            if on_disk.kind != "file" or on_disk.data is None:
+                raise interfaces_format.InterfacesError(path, 0, "not a regular file")
+            return on_disk.data
+        raise interfaces_format.InterfacesError(path, 0, "too many levels of symbolic links")
+
+    def glob(self, pattern: str) -> list[str]:
+        if not pattern.startswith("/"):
+            return []
+        base = str(self.root.prefix).rstrip("/")
+        found = glob.glob(base + "/" + pattern.lstrip("/"))
+        return sorted("/" + p[len(base) :].lstrip("/") for p in found)
+
+    def listdir(self, path: str) -> list[str] | None:
+        try:
+            folder = self.root.path(path)
+        except KvmbridgeError:
+            return None
+        if folder.is_symlink() or not folder.is_dir():
+            return None
+        try:
+            return os.listdir(folder)
+        except OSError:
+            return None
 
 
 def _pending_writers(profile: HostProfile, root: Root) -> Iterator[Finding]:

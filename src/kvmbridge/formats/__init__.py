@@ -64,7 +64,7 @@ def _networks_now(paths: Sequence[str]) -> list[str]:
 
 IFUPDOWN = Format(
     "interfaces",
-    interfaces.parse,
+    interfaces.parse_semantic,
     validate=verify.ifquery,
     activate=lambda paths: ["systemctl restart networking"],
 )

@@ -1,65 +1,423 @@
-"""Parse ifupdown's interfaces(5) into stanzas and options, the way ifupdown reads them."""
+"""Read interfaces(5) exactly as ifupdown 0.8.41 reads it (its `config.c`), line numbers included.
+
+ifupdown's reading is the truth here, quirks and all: comments only at the start
+of a line, a backslash continues a line only right before its newline (not
+before CRLF), a word is at most 79 bytes, repeated options merge into one value
+joined by newlines while `pre-up`/`up`/`down`/`post-down` stay separate
+(`post-up` is `up`, `pre-down` is `down`), `inherits` copies the first earlier
+stanza of that name, and whatever ifupdown refuses is an `InterfacesError`
+naming the file, the line and ifupdown's own reason.
+
+The public surface is small: `parse` (bytes → `Interfaces`), `load` (a file and
+what it sources), `semantic` (the plain form deepdiff compares) and `write`
+(the reading written back out, for the differential tests against ifquery).
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
-Options = dict[str, str | list[str]]
+from ..errors import KvmbridgeError
+from .ifupdown_sources import NoFiles, SourceFiles, expand_source, source_directory_files
 
-AUTO_WORDS = ("auto", "allow-auto")
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "inet": ("loopback", "static", "manual", "dhcp", "bootp", "tunnel", "ppp", "wvdial", "ipv4ll"),
+    "inet6": ("auto", "loopback", "static", "manual", "dhcp", "v4tunnel", "6to4", "tunnel"),
+    "ipx": ("static", "dynamic"),
+    "can": ("static",),
+    "meta": ("none",),
+}
+COMMANDS = ("pre-up", "up", "down", "post-down")
+WORD = 79  # ifupdown's word buffers are char[80]
+SPACE = " \t\n\v\f\r"
+_SPLIT = re.compile(r"[ \t\n\v\f\r]+")
 
 
-def logical_lines(text: str) -> list[str]:
-    """Join backslash continuations; drop comments and blank lines (interfaces(5))."""
-    lines: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        if not pending and raw.lstrip().startswith("#"):
+class InterfacesError(KvmbridgeError):
+    """ifupdown refuses this file: `FILE:LINE: reason`, the way ifquery prints it."""
+
+    def __init__(self, file: str, line: int, reason: str) -> None:
+        super().__init__(f"{file}:{line}: {reason}")
+        self.file, self.line, self.reason = file, line, reason
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    value: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Stanza:
+    """One `iface` stanza; `options` as ifupdown holds them (inherited ones first)."""
+
+    name: str
+    family: str
+    method: str
+    options: tuple[Option, ...]
+    file: str
+    line: int
+    inherits: str | None = None
+
+    def get(self, name: str) -> str | None:
+        return next((o.value for o in self.options if o.name == name), None)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    patterns: tuple[str, ...]
+    script: str | None
+    maps: tuple[str, ...]
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Source:
+    """A `source` or `source-directory` line and the files it pulled in (empty when not followed)."""
+
+    kind: str
+    argument: str
+    file: str
+    line: int
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Warning:
+    """Something ifupdown prints and then ignores (an extra word on an `iface` line)."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Interfaces:
+    """Everything ifupdown keeps from a file (and, through `load`, from what it sources).
+
+    `allow` maps each class to its interfaces in first-mention order; `auto` is
+    the class ifupdown calls "auto" (the `auto` and `allow-auto` lines).
+    """
+
+    stanzas: tuple[Stanza, ...] = ()
+    mappings: tuple[Mapping, ...] = ()
+    allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sources: tuple[Source, ...] = ()
+    no_auto_down: tuple[str, ...] = ()
+    no_scripts: tuple[str, ...] = ()
+    warnings: tuple[Warning, ...] = ()
+    files: tuple[str, ...] = ()
+    marks: tuple[tuple[str, str, str, int], ...] = ()
+
+    def marked_in(self, cls: str, name: str) -> str:
+        """The file whose `auto`/`allow-CLASS` line first names `name`."""
+        return next((f for c, n, f, _ in self.marks if (c, n) == (cls, name)), "?")
+
+    @property
+    def auto(self) -> tuple[str, ...]:
+        return self.allow.get("auto", ())
+
+    def named(self, name: str) -> tuple[Stanza, ...]:
+        return tuple(s for s in self.stanzas if s.name == name)
+
+
+def parse(data: bytes, path: str = "interfaces") -> Interfaces:
+    """One file on its own: `source` lines are recorded, not followed."""
+    reader = _Reader()
+    reader.read(path, data, NoFiles())
+    return reader.result()
+
+
+def load(path: str, files: SourceFiles) -> Interfaces:
+    """A file and everything it sources, read through `files` (a host or a root)."""
+    reader = _Reader()
+    data = files.read(path)
+    if data is None:
+        raise InterfacesError(path, 0, "couldn't open interfaces file")
+    reader.read(path, data, files)
+    return reader.result()
+
+
+def words(text: str) -> list[str]:
+    """ifupdown's `next_word`: split on C whitespace, each word cut to 79 bytes."""
+    out = []
+    for word in _SPLIT.split(text.strip(SPACE)) if text.strip(SPACE) else []:
+        raw = word.encode("utf-8", "surrogateescape")[:WORD]
+        out.append(raw.decode("utf-8", "surrogateescape"))
+    return out
+
+
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """`get_line`: (last physical line number, text) for every non-comment line, blanks included."""
+    physical = text.split("\n")
+    if physical and physical[-1] == "":
+        physical.pop()
+    out: list[tuple[int, str]] = []
+    i = 0
+    while i < len(physical):
+        line = physical[i].lstrip(SPACE)
+        i += 1
+        if line.startswith("#"):
             continue
-        if raw.endswith("\\"):
-            pending += raw[:-1]
-            continue
-        line = (pending + raw).strip()
-        pending = ""
-        if line:
-            lines.append(line)
-    if pending.strip():
-        lines.append(pending.strip())
-    return lines
+        while line.endswith("\\"):
+            line = line[:-1]
+            if i < len(physical):
+                line += physical[i]
+                i += 1
+            else:
+                i += 1  # ifupdown counts the line it failed to read
+        out.append((i, line.rstrip(SPACE)))
+    return out
 
 
-def parse(data: bytes) -> dict[str, Any]:
-    """{"auto": [...], "hotplug": [...], "source": [...], "ifaces": {"br0 inet": {"method", "options"}}}."""
-    result: dict[str, Any] = {"auto": [], "hotplug": [], "source": [], "ifaces": {}}
-    current: Options | None = None
-    for line in logical_lines(data.decode("utf-8", "replace")):
-        word, _, rest = line.partition(" ")
-        rest = rest.strip()
-        if word in AUTO_WORDS:
-            result["auto"].extend(rest.split())
-            current = None
-        elif word.startswith("allow-"):
-            result["hotplug"].extend(rest.split())
-            current = None
-        elif word in ("source", "source-directory"):
-            result["source"].append(rest if word == "source" else f"{rest}/*")
-            current = None
-        elif word == "iface":
-            parts = rest.split()
-            name, family, method = [*parts, "", "", ""][:3]
-            current = {}
-            result["ifaces"][f"{name} {family}"] = {"method": method, "options": current}
-        elif word == "mapping":
-            current = None
-        elif current is not None:
-            _add(current, word, " ".join(rest.split()))
-    return result
+def _split_first(line: str) -> tuple[str, str]:
+    stripped = line.lstrip(SPACE)
+    end = next((k for k, c in enumerate(stripped) if c in SPACE), len(stripped))
+    first = stripped[:end].encode("utf-8", "surrogateescape")[:WORD].decode("utf-8", "surrogateescape")
+    return first, stripped[end:].lstrip(SPACE)
 
 
-def _add(options: Options, key: str, value: str) -> None:
-    key = key.replace("-", "_") if key.startswith("bridge") else key
-    if key not in options:
-        options[key] = value
-        return
-    old = options[key]
-    options[key] = [*old, value] if isinstance(old, list) else [old, value]
+@dataclass
+class _Iface:
+    name: str
+    family: str
+    method: str
+    file: str
+    line: int
+    inherits: str | None
+    options: list[Option] = field(default_factory=list)
+
+
+@dataclass
+class _Map:
+    patterns: tuple[str, ...]
+    file: str
+    line: int
+    script: str | None = None
+    maps: list[str] = field(default_factory=list)
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.ifaces: list[_Iface] = []
+        self.mappings: list[_Map] = []
+        self.allow: dict[str, list[str]] = {}
+        self.sources: list[Source] = []
+        self.no_auto_down: list[str] = []
+        self.no_scripts: list[str] = []
+        self.warnings: list[Warning] = []
+        self.seen: list[str] = []
+        self.marks: list[tuple[str, str, str, int]] = []
+
+    def result(self) -> Interfaces:
+        stanzas = tuple(
+            Stanza(i.name, i.family, i.method, tuple(i.options), i.file, i.line, i.inherits) for i in self.ifaces
+        )
+        mappings = tuple(Mapping(m.patterns, m.script, tuple(m.maps), m.file, m.line) for m in self.mappings)
+        return Interfaces(
+            stanzas,
+            mappings,
+            {k: tuple(v) for k, v in self.allow.items()},
+            tuple(self.sources),
+            tuple(self.no_auto_down),
+            tuple(self.no_scripts),
+            tuple(self.warnings),
+            tuple(self.seen),
+            tuple(self.marks),
+        )
+
+    def read(self, path: str, data: bytes, files: SourceFiles) -> None:
+        if path in self.seen:
+            return
+        self.seen.append(path)
+        if b"\0" in data:
+            raise InterfacesError(path, data[: data.index(b"\0")].count(b"\n") + 1, "NUL byte in the file")
+        text = data.decode("utf-8", "surrogateescape")
+        current: _Iface | _Map | None = None
+        for number, line in logical_lines(text):
+            first, rest = _split_first(line)
+            if not first:
+                continue
+            if first == "mapping":
+                current = _Map(tuple(words(rest)), path, number)
+                self.mappings.append(current)
+            elif first == "source" or first.startswith("source-dir"):
+                kind = "source" if first == "source" else "source-directory"
+                self._source(kind, rest, path, number, files)
+                current = None
+            elif first == "iface":
+                current = self._iface(rest, path, number)
+                self.ifaces.append(current)
+            elif first == "auto" or (first.startswith("allow-") and len(first) > 6):
+                cls = "auto" if first == "auto" else first[6:]
+                names = self.allow.setdefault(cls, [])
+                for word in words(rest):
+                    self.marks.append((cls, word, path, number))
+                    if word not in names:
+                        names.append(word)
+                current = None
+            elif first in ("no-auto-down", "no-scripts"):
+                (self.no_auto_down if first == "no-auto-down" else self.no_scripts).extend(words(rest))
+                current = None
+            elif isinstance(current, _Iface):
+                _add_option(current, first, rest, path, number)
+            elif isinstance(current, _Map):
+                if first == "script":
+                    if current.script is not None:
+                        raise InterfacesError(path, number, "duplicate script in mapping")
+                    current.script = rest
+                elif first == "map":
+                    current.maps.append(rest)
+                else:
+                    raise InterfacesError(path, number, "misplaced option")
+            else:
+                raise InterfacesError(path, number, "misplaced option")
+
+    def _source(self, kind: str, rest: str, path: str, number: int, files: SourceFiles) -> None:
+        if isinstance(files, NoFiles):
+            self.sources.append(Source(kind, rest, path, number))
+            return
+        expand = expand_source if kind == "source" else source_directory_files
+        read: list[str] = []
+        for name in expand(path, rest, files, number):
+            data = files.read(name)
+            if data is None:  # ifupdown skips a name that does not exist
+                continue
+            read.append(name)
+            self.read(name, data, files)
+        self.sources.append(Source(kind, rest, path, number, tuple(read)))
+
+    def _iface(self, rest: str, path: str, number: int) -> _Iface:
+        parts = words(rest)
+        if not parts:
+            raise InterfacesError(path, number, "too few parameters for iface line")
+        name, family, method, parent = parts[0], "", "", None
+        keyword = False
+        if len(parts) > 1:
+            if parts[1] in FAMILIES:
+                family = parts[1]
+                if len(parts) > 2:
+                    if parts[2] in FAMILIES[family]:
+                        method = parts[2]
+                    else:
+                        keyword = parts[2] == "inherits"
+            else:
+                keyword = parts[1] == "inherits"
+        if not family and not keyword:
+            raise InterfacesError(path, number, "unknown or no address type and no inherits keyword specified")
+        if not method and not keyword:
+            raise InterfacesError(path, number, "unknown or no method and no inherits keyword specified")
+        at = 1 if not family else 2 if not method else 3
+        if not keyword and len(parts) > at:
+            keyword = parts[at] == "inherits"
+            if not keyword:
+                self.warnings.append(
+                    Warning(path, number, f"extra parameter for the iface line not understood and ignored: {parts[at]}")
+                )
+        options: list[Option] = []
+        if keyword:
+            if len(parts) <= at + 1:
+                raise InterfacesError(path, number, "'inherits' keyword is missing a parameter")
+            parent = parts[at + 1]
+            other = next((i for i in self.ifaces if i.name == parent and (not family or i.family == family)), None)
+            if other is None:
+                raise InterfacesError(path, number, f"unknown iface to inherit from: {parent} ({family or '*'})")
+            options = list(other.options)
+            family, method = family or other.family, method or other.method
+        return _Iface(name, family, method, path, number, parent, options)
+
+
+def _add_option(iface: _Iface, name: str, value: str, path: str, number: int) -> None:
+    """ifupdown's option rules: repeats merge with a newline, `name?` sets only when unset."""
+    name = {"post-up": "up", "pre-down": "down"}.get(name, name)
+    if not value:
+        raise InterfacesError(path, number, "option with empty value")
+    options = iface.options
+    if name not in COMMANDS:
+        for k, option in enumerate(options):
+            if option.name == name:
+                value = f"{option.value}\n{value}"
+                options[k] = Option(name, value, option.line)
+    keep = name.endswith("?")
+    base = name[:-1] if keep else name
+    if name not in COMMANDS:
+        for k, option in enumerate(options):
+            if option.name == base:
+                if not keep:
+                    options[k] = Option(base, value, option.line)
+                return
+    options.append(Option(base, value, number))
+
+
+def semantic(parsed: Interfaces) -> dict[str, Any]:
+    """The plain form the semantic diff and `equivalent` compare: what ifupdown would act on.
+
+    Stanzas keep their order; a repeated `name family` gets ` #2`, ` #3`, ... so a
+    second stanza can never hide behind the first.
+    """
+    ifaces: dict[str, Any] = {}
+    for stanza in parsed.stanzas:
+        key = base = f"{stanza.name} {stanza.family}"
+        n = 1
+        while key in ifaces:
+            n += 1
+            key = f"{base} #{n}"
+        options: dict[str, Any] = {}
+        for option in stanza.options:
+            if option.name in COMMANDS:
+                options.setdefault(option.name, []).append(option.value)
+            else:
+                options[option.name] = option.value
+        ifaces[key] = {"method": stanza.method, "options": options}
+    out: dict[str, Any] = {
+        "auto": list(parsed.auto),
+        "source": [s.argument for s in parsed.sources if s.kind == "source"],
+        "ifaces": ifaces,
+    }
+    extra: dict[str, Any] = {
+        "allow": {k: list(v) for k, v in parsed.allow.items() if k != "auto"},
+        "source-directory": [s.argument for s in parsed.sources if s.kind == "source-directory"],
+        "mapping": [{"match": list(m.patterns), "script": m.script, "map": list(m.maps)} for m in parsed.mappings],
+        "no-auto-down": list(parsed.no_auto_down),
+        "no-scripts": list(parsed.no_scripts),
+    }
+    out |= {k: v for k, v in extra.items() if v}
+    return out
+
+
+def parse_semantic(data: bytes) -> dict[str, Any]:
+    """The registry's parser for `interfaces` destinations."""
+    return semantic(parse(data, "interfaces"))
+
+
+def write(parsed: Interfaces) -> str:
+    """The reading written back out: ifupdown reads this text to the same structure.
+
+    Inherited options are written out in full and sources are left out (their
+    stanzas are already in `parsed` when it came from `load`).
+    """
+    out: list[str] = []
+    for cls, names in parsed.allow.items():
+        if names:
+            out.append(f"{'auto' if cls == 'auto' else 'allow-' + cls} {' '.join(names)}")
+    for keyword, names in (("no-auto-down", parsed.no_auto_down), ("no-scripts", parsed.no_scripts)):
+        if names:
+            out.append(f"{keyword} {' '.join(names)}")
+    for mapping in parsed.mappings:
+        out.append(" ".join(["mapping", *mapping.patterns]))
+        if mapping.script is not None:
+            out.append(f"  script {mapping.script}")
+        out.extend(f"  map {m}" for m in mapping.maps)
+    for stanza in parsed.stanzas:
+        out.append(f"iface {stanza.name} {stanza.family} {stanza.method}")
+        for option in stanza.options:
+            out.extend(f"  {option.name} {part}" for part in option.value.split("\n"))
+    # A trailing backslash would continue the line; a space after it stops that and is stripped again.
+    return "".join(f"{line} \n" if line.endswith("\\") else f"{line}\n" for line in out)
