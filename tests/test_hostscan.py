@@ -80,7 +80,7 @@ def test_static_host_is_bridged_with_the_same_address_gateway_dns_and_mac(tmp_pa
             GATEWAY,
         )
         assert bridge.ipv4.dns == (GATEWAY,)
-        assert "# /etc/network/interfaces also configures eth1 (inet); not carried over" in text
+        assert "# /etc/network/interfaces:10 also configures eth1 (inet); not carried over" in text
         reboot_into(lab, profile, root)
         assert lab.ping(lab.lan, HOST_ADDRESS), "the host is not reachable at its old address"
         assert lab.ip_json(lab.host, "link show dev br0")[0]["address"] == mac
