@@ -58,26 +58,41 @@ def test_install_writes_exactly_the_render_and_keeps_other_files(tmp_path: Path)
     assert (root / "etc/libvirt/qemu/networks/default.xml").read_bytes() == LIBVIRT_DEFAULT
 
 
-def test_libvirt_rewritten_xml_is_equivalent_and_not_rewritten(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    installed(root)
+LIBVIRT_REWRITTEN = (
+    b"<!--\nWARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE\n"
+    b"OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:\n"
+    b"  virsh net-edit bridge-network\n-->\n\n<network>\n  <name>bridge-network</name>\n"
+    b"  <uuid>1f67881d-8ce3-5da5-858f-e0433cb813b0</uuid>\n  <forward mode='bridge'/>\n"
+    b"  <bridge name='br0'/>\n</network>\n"
+)
+
+
+def test_libvirt_rewritten_xml_kvmbridge_never_wrote_is_equivalent_and_not_rewritten(tmp_path: Path) -> None:
+    root = seed_old_host(tmp_path / "root")
     xml = root / "etc/libvirt/qemu/networks/bridge-network.xml"
-    rewritten = (
-        b"<!--\nWARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE\n"
-        b"OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:\n"
-        b"  virsh net-edit bridge-network\n-->\n\n<network>\n  <name>bridge-network</name>\n"
-        b"  <uuid>1f67881d-8ce3-5da5-858f-e0433cb813b0</uuid>\n  <forward mode='bridge'/>\n"
-        b"  <bridge name='br0'/>\n</network>\n"
-    )
-    xml.write_bytes(rewritten)
+    xml.write_bytes(LIBVIRT_REWRITTEN)
     result = run("diff", ARTICLE, "--root", root, "--json")
-    assert result.exit_code == 0
     statuses = {c["path"]: c["status"] for c in json.loads(result.stdout)["changes"]}
     assert statuses["/etc/libvirt/qemu/networks/bridge-network.xml"] == "equivalent"
+    installed(root)
+    assert xml.read_bytes() == LIBVIRT_REWRITTEN
     again = run("install", ARTICLE, "--root", root)
     assert again.exit_code == 0
     assert again.stdout.startswith("nothing to do")
-    assert xml.read_bytes() == rewritten
+
+
+def test_rewritten_xml_kvmbridge_wrote_is_drift_not_equivalent(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    installed(root)
+    xml = root / "etc/libvirt/qemu/networks/bridge-network.xml"
+    xml.write_bytes(LIBVIRT_REWRITTEN)
+    result = run("diff", ARTICLE, "--root", root, "--json")
+    assert result.exit_code == 1
+    statuses = {c["path"]: c["status"] for c in json.loads(result.stdout)["changes"]}
+    assert statuses["/etc/libvirt/qemu/networks/bridge-network.xml"] == "drift"
+    again = run("install", ARTICLE, "--root", root)
+    assert again.exit_code == 3
+    assert xml.read_bytes() == LIBVIRT_REWRITTEN
 
 
 def test_diff_json_lists_every_change_with_status_summary_and_diff(tmp_path: Path) -> None:

@@ -339,14 +339,12 @@ def backups(root: Path) -> None:
 @handle_errors
 def check(profiles: tuple[str, ...], golden: Path | None, update: bool, templates: Path | None, as_json: bool) -> None:
     """Render each profile and compare it with its reviewed golden tree (files, folders, globs)."""
-    from .check import check_fleet, expand_profiles, update_golden
+    from .check import check_fleet, expand_profiles, update_goldens
     from .views import check_counts, check_json, check_lines
 
     results = check_fleet(expand_profiles(profiles), golden, templates)
     if update:
-        for result in results:
-            if result.status == "drift":
-                update_golden(result)
+        update_goldens(results)
     if as_json:
         _print_json(check_json(results, update))
     else:

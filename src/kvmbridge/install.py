@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,9 +12,9 @@ from .errors import KvmbridgeError, RefusedError, RolledBackError
 from .fileset import RenderedSet
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
-from .root import Root, sha256_of
-from .state import LOCK, STATE, Manifest, State, list_backups, read_manifest, read_state
-from .transaction import Op, apply, new_backup_id, remove_empty_folders, restore_ops
+from .root import Interrupted, Root, sha256_of
+from .state import LOCK, STATE, Entry, Manifest, State, list_backups, read_manifest, read_state, unfinished_manifest
+from .transaction import Op, apply, new_backup_id, remove_empty_folders, restore_ops, signals_undo
 
 
 @dataclass(frozen=True)
@@ -31,23 +30,15 @@ def refuse_unprivileged(root: Root) -> None:
 
 @contextmanager
 def locked(root: Root) -> Iterator[None]:
-    """One transaction per root at a time; a second one is refused, not queued."""
-    path = root.path(LOCK)
-    try:
-        root.makedirs(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        raise RolledBackError(f"{path}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
-    try:
+    """One transaction per root at a time; a second one is refused, not queued.
+
+    From the lock on, SIGINT/SIGTERM/SIGHUP undo the work like any failure (exit 4).
+    """
+    with root.lock(LOCK), signals_undo():
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RefusedError(
-                f"{path}: another kvmbridge install or rollback holds the lock; try again later"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+            yield
+        except Interrupted as exc:  # before the first write: there is nothing to undo
+            raise RolledBackError(f"{exc.strerror}; nothing was changed") from None
 
 
 def preflight(plan: Plan, force: bool) -> None:
@@ -86,7 +77,13 @@ def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_pat
         )
         ops.append(Op(STATE, data=new_state.to_bytes(), mode=0o644))
         manifest = apply(
-            root, ops, backup_id=backup_id, action="install", host=profile.hostname, profile=str(profile_path)
+            root,
+            ops,
+            backup_id=backup_id,
+            action="install",
+            host=profile.hostname,
+            profile=str(profile_path),
+            carried=unfinished_manifest(root, read_state(root)),
         )
         return InstallResult(plan, manifest)
 
@@ -110,8 +107,8 @@ def _hashes_after(plan: Plan) -> dict[str, str]:
     """What each path holds once the plan is carried out: written files and files left as they are."""
     hashes: dict[str, str] = {}
     for change in plan.changes:
-        if change.new is None:
-            continue  # removed
+        if change.new is None or change.status == "equivalent":
+            continue  # removed, or someone else's file left as it is: not ours to police for drift
         sha = sha256_of(change.new.data, change.new.link) if change.writes else change.old.sha256
         if sha is not None:
             hashes[change.path] = sha
@@ -121,17 +118,25 @@ def _hashes_after(plan: Plan) -> dict[str, str]:
 def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifest, Manifest | None]:
     """Put back what backup set `backup_id` (default: the newest) replaced; itself undoable."""
     refuse_unprivileged(root)
+    if not root.prefix.is_dir():
+        raise RefusedError(f"{root.prefix}: no such folder; nothing to roll back")
+    if not list_backups(root):  # checked before the lock, so a mistyped --root gets no lock file
+        raise RefusedError(f"{root.path('/var/backups/kvmbridge')}: no backup sets; nothing to roll back")
     with locked(root):
         ids = list_backups(root)
         if not ids:
             raise RefusedError(f"{root.path('/var/backups/kvmbridge')}: no backup sets; nothing to roll back")
         chosen = read_manifest(root, backup_id or ids[-1])
+        pending = unfinished_manifest(root, read_state(root))
         changed = []
         for entry in chosen.entries:
+            linked = root.symlinked_folder(entry.path)
+            if linked is not None:
+                raise RefusedError(f"{root.path(entry.path)}: is inside {linked}, a symlink; nothing was changed")
             now = root.read(entry.path)
             if now.kind not in ("missing", "file", "symlink"):
                 raise RefusedError(f"{root.path(entry.path)}: is not a regular file; nothing was changed")
-            if now.sha256 not in (entry.sha256_after, entry.sha256_before) and not force:
+            if now.sha256 not in _allowed(entry) | _pending_allowed(pending, entry.path) and not force:
                 changed.append(entry.path)
         if changed:
             raise RefusedError(
@@ -139,14 +144,34 @@ def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifes
                 "nothing was changed; rollback --force restores anyway (and backs up the current files first)",
             )
         try:
-            ops = [op for op in restore_ops(chosen, root) if root.read(op.path).sha256 != op.sha256]
+            ops = restore_ops(chosen, root)
         except OSError as exc:
-            raise KvmbridgeError(f"{root.path('/var/backups/kvmbridge')}/{chosen.id}: {exc}") from None
+            if isinstance(exc, Interrupted):
+                raise
+            raise KvmbridgeError(f"{root.path('/var/backups/kvmbridge')}/{chosen.id}: {exc.strerror or exc}") from None
         root.remove_stale_temps({os.path.dirname(entry.path) for entry in chosen.entries})
         if not ops:
             return chosen, None
         undo = apply(
-            root, ops, backup_id=new_backup_id(root), action="rollback", host=chosen.host, profile=chosen.profile
+            root,
+            ops,
+            backup_id=new_backup_id(root),
+            action="rollback",
+            host=chosen.host,
+            profile=chosen.profile,
+            carried=pending if pending is not None and pending.id != chosen.id else None,
         )
         remove_empty_folders(root, chosen.created_dirs)
         return chosen, undo
+
+
+def _allowed(entry: Entry) -> set[str | None]:
+    """What a path may hold for its set to be rolled back without --force: its before, its after, or carried ones."""
+    return {entry.sha256_before, entry.sha256_after, *entry.also}
+
+
+def _pending_allowed(pending: Manifest | None, path: str) -> set[str | None]:
+    """A killed transaction may have left any content it knew at a path it touched."""
+    if pending is None:
+        return set()
+    return next((_allowed(e) for e in pending.entries if e.path == path), set())

@@ -99,9 +99,11 @@ def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None, symlinked: 
         status = "equivalent" if _same_link_target(new.path, old.link, new.link) else "update"
     elif old.data == new.data:
         status = "update" if not new.keep_mode and old.mode != new.mode else "unchanged"
+    elif known is not None:
+        # kvmbridge wrote this path: bytes it never wrote are drift, whatever a parser makes of them.
+        status = "update" if old.sha256 in known else "drift"
     elif equivalent(new.path, old.data, new.data):
-        # A file libvirt or an admin reformatted stays; our own untouched file gets its true header back.
-        status = "update" if known is not None and old.sha256 in known else "equivalent"
+        status = "equivalent"  # a file libvirt or an admin reformatted, never ours: it stays
     else:
         status = "update"
     if status == "update" and known is not None and old.sha256 not in known:

@@ -1,21 +1,35 @@
-"""The target root: the only place a destination path is joined under `--root`,
-and the file primitives (read, atomic write, atomic symlink, remove) built on it.
+"""The target root: the one seam through which kvmbridge reads or changes a tree.
 
-Mutations all pass through `_mutating`, so tests can inject a failure at the
-Nth step on a real temporary tree instead of mocking `os` functions.
+Every read, write, rename, delete, utime, mkdir, rmdir and lock under a root
+goes through `Root`, which walks each folder from the root's own descriptor
+with `openat(O_NOFOLLOW | O_DIRECTORY)`, the way systemd's `chase()` and
+runc's `securejoin` do: a symbolic link anywhere below the root is never
+followed, so no path can leave the tree, whatever a file or our own metadata
+says. The root itself may be a link (`/mnt/image` -> ...).
+
+Mutations all pass through `_mutating`, so tests can inject a failure (or a
+SIGKILL) at the Nth step on a real temporary tree instead of mocking `os`.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import fnmatch
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import KvmbridgeError, RefusedError
 
 TMP_SUFFIX = ".kvmbridge-tmp"
+# Larger than any configuration file kvmbridge manages: a 50 GB sparse file is an error, not a MemoryError.
+MAX_READ = 8 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,22 @@ def sha256_of(data: bytes | None, link: str | None) -> str | None:
     return OnDisk("file" if data is not None else "symlink", data=data, link=link).sha256
 
 
+class Interrupted(OSError):
+    """A signal asked us to stop mid-transaction: undone like any failed write, never mistaken for a read error."""
+
+
+def linked_error(path: Path) -> OSError:
+    return OSError(errno.ELOOP, "is a symlink or not a folder; refusing to go through it", str(path))
+
+
+def safe_parts(dest: str) -> list[str]:
+    """The components of an absolute target path; `..`, `.`, empty parts and NUL are refused."""
+    parts = dest.split("/")
+    if not dest.startswith("/") or "\0" in dest or any(p in ("", ".", "..") for p in parts[1:]) or dest == "/":
+        raise RefusedError(f"{dest!r}: not a safe absolute target path")
+    return parts[1:]
+
+
 class Root:
     """A target system mounted at `prefix` (`/` on a real host)."""
 
@@ -54,141 +84,378 @@ class Root:
         return self.prefix == Path("/")
 
     def path(self, dest: str) -> Path:
-        """Join an absolute target path under the root, refusing anything that could escape it."""
-        if not dest.startswith("/") or ".." in dest.split("/") or "\0" in dest:
-            raise RefusedError(f"{dest}: not a safe absolute target path")
+        """`dest` under the root, for messages only: nothing is ever opened by this joined name."""
+        safe_parts(dest)
         return self.prefix / dest.lstrip("/")
 
-    def symlinked_folder(self, dest: str) -> Path | None:
-        """The first folder on the way to `dest` that is a symlink: writing through it could leave the root."""
-        current = self.prefix
-        for part in dest.strip("/").split("/")[:-1]:
-            current = current / part
-            if current.is_symlink():
-                return current
-        return None
-
-    def read(self, dest: str) -> OnDisk:
-        path = self.path(dest)
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            return OnDisk("missing")
-        except NotADirectoryError:
-            return OnDisk("other")
-        except OSError as exc:
-            raise KvmbridgeError(f"{path}: cannot read: {exc.strerror} (run as root?)") from None
-        kind, data, link = "other", None, None
-        try:
-            if stat.S_ISLNK(st.st_mode):
-                kind, link = "symlink", os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                kind, data = "file", path.read_bytes()
-        except OSError as exc:
-            raise KvmbridgeError(f"{path}: cannot read: {exc.strerror} (run as root?)") from None
-        return OnDisk(kind, data, link, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+    # -- walking --------------------------------------------------------------------------------
 
     def _mutating(self, what: str, path: Path) -> None:
         """Hook called before every change to the tree; fault-injecting roots override it."""
 
-    def makedirs(self, folder: Path, mode: int = 0o755) -> list[Path]:
-        """Create missing folders; returns the ones created, outermost first."""
-        created: list[Path] = []
-        current = folder
-        while not current.exists():
-            created.append(current)
-            current = current.parent
-        made: list[Path] = []
-        for path in reversed(created):
-            self._mutating("mkdir", path)
-            try:
-                path.mkdir(mode=mode)
-            except FileExistsError:  # another process made it first: not ours to remove later
-                if path.is_dir() and not path.is_symlink():
-                    continue
-                raise
-            path.chmod(mode)
-            made.append(path)
-        return made
+    @contextmanager
+    def _folder(self, parts: list[str], create: bool = False, mode: int = 0o755) -> Iterator[int]:
+        """A descriptor of the folder `parts` under the root, reached without following any link.
 
-    def write_file(self, dest: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-        """Temp file in the same folder, fsync, mode and owner, rename, fsync the folder."""
-        path = self.path(dest)
-        tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-        self._mutating("write", path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        Missing folders raise FileNotFoundError, or are made (`create`); a link
+        or a non-folder on the way raises ELOOP.
+        """
+        made: list[str] = []
+        with self._folder_made(parts, made, create, mode) as fd:
+            yield fd
+
+    @contextmanager
+    def _folder_made(self, parts: list[str], made: list[str], create: bool, mode: int) -> Iterator[int]:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-            os.fchmod(fd, mode)
-            if uid is not None and gid is not None and os.geteuid() == 0:
-                os.fchown(fd, uid, gid)
-        except BaseException:
+            fd = os.open(self.prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                raise
+            os.makedirs(self.prefix, exist_ok=True)
+            fd = os.open(self.prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            walked = ""
+            for part in parts:
+                walked += "/" + part
+                try:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    self._mutating("mkdir", self.prefix / walked.lstrip("/"))
+                    try:
+                        os.mkdir(part, mode, dir_fd=fd)
+                        made.append(walked)
+                    except FileExistsError:  # another process made it first: not ours to remove later
+                        pass
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    if walked in made:
+                        os.fchmod(child, mode)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                        raise linked_error(self.prefix / walked.lstrip("/")) from None
+                    raise
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
             os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        self._rename(tmp, path)
 
-    def restore_by_link(self, dest: str, source: str, mode: int, uid: int | None, gid: int | None) -> None:
+    @contextmanager
+    def _parent(self, dest: str, create: bool = False) -> Iterator[tuple[int, str]]:
+        parts = safe_parts(dest)
+        with self._folder(parts[:-1], create) as fd:
+            yield fd, parts[-1]
+
+    def symlinked_folder(self, dest: str) -> Path | None:
+        """The first folder on the way to `dest` that is a symlink (or not a folder): never written through."""
+        parts = safe_parts(dest)
+        try:
+            with self._folder(parts[:-1]):
+                return None
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP and exc.filename:
+                return Path(exc.filename)
+            raise
+
+    def kind(self, dest: str) -> str:
+        """missing, file, symlink, dir or other, without following a link; `blocked` behind a linked folder."""
+        try:
+            with self._parent(dest) as (fd, name):
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "blocked"
+            raise self._unreadable(dest, exc) from None
+        return _kind(st.st_mode)
+
+    def _unreadable(self, dest: str, exc: OSError) -> Exception:
+        if isinstance(exc, Interrupted):
+            return exc
+        return KvmbridgeError(f"{self.path(dest)}: cannot read: {exc.strerror} (run as root?)")
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def read(self, dest: str, limit: int = MAX_READ) -> OnDisk:
+        """What is at `dest`, never following a link; a link's text is read, not its target."""
+        try:
+            with self._parent(dest) as (fd, name):
+                return self._read_at(fd, name, dest, limit)
+        except FileNotFoundError:
+            return OnDisk("missing")
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return OnDisk("other")
+            raise self._unreadable(dest, exc) from None
+
+    def _read_at(self, fd: int, name: str, dest: str, limit: int) -> OnDisk:
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return OnDisk("missing")
+        meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+        if stat.S_ISLNK(st.st_mode):
+            return OnDisk("symlink", None, os.readlink(name, dir_fd=fd), *meta)
+        if not stat.S_ISREG(st.st_mode):
+            return OnDisk("other", None, None, *meta)
+        data = read_regular(fd, name, limit, self.path(dest))
+        return OnDisk("file", data, None, *meta)
+
+    def listdir(self, dest: str) -> list[tuple[str, str]]:
+        """(name, kind) of each entry of folder `dest` ("/" for the root), sorted; [] when missing."""
+        parts = [] if dest == "/" else safe_parts(dest)
+        try:
+            with self._folder(parts) as fd:
+                out = []
+                for name in sorted(os.listdir(fd)):
+                    try:
+                        out.append((name, _kind(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)))
+                    except FileNotFoundError:
+                        continue
+                return out
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return []
+            raise self._unreadable(dest, exc) from None
+
+    def glob(self, pattern: str) -> list[str]:
+        """Destinations matching a shell pattern, component by component, never through a link."""
+        found = ["/"]
+        parts = safe_parts(pattern)
+        for i, part in enumerate(parts):
+            matches = []
+            for base in found:
+                folder = base.rstrip("/")
+                for name, kind in self.listdir(base):
+                    if fnmatch.fnmatchcase(name, part) and (not name.startswith(".") or part.startswith(".")):
+                        matches.append((f"{folder}/{name}", kind))
+            found = [path for path, kind in matches if i == len(parts) - 1 or kind == "dir"]
+        return sorted(found)
+
+    # -- changing -------------------------------------------------------------------------------
+
+    def makedirs(self, folder: str, mode: int = 0o755) -> list[str]:
+        """Create missing folders of `folder`; returns the ones this call made, outermost first."""
+        made: list[str] = []
+        with self._folder_made(safe_parts(folder), made, True, mode):
+            return made
+
+    def write_file(
+        self,
+        dest: str,
+        data: bytes,
+        mode: int,
+        uid: int | None = None,
+        gid: int | None = None,
+        *,
+        mtime_ns: int | None = None,
+    ) -> None:
+        """Temp file in the same folder, fsync, mode, owner and time, rename, fsync the folder."""
+        path = self.path(dest)
+        with self._parent(dest) as (dirfd, name):
+            tmp = f".{name}{TMP_SUFFIX}"
+            self._mutating("write", path)
+            _unlink_if_not_dir(dirfd, tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                _finish(fd, mode, uid, gid, mtime_ns=mtime_ns)
+            except BaseException:
+                os.close(fd)
+                _unlink_if_not_dir(dirfd, tmp)
+                raise
+            os.close(fd)
+            self._rename(dirfd, tmp, name, path)
+
+    def restore_by_link(
+        self, dest: str, source: str, mode: int, uid: int | None, gid: int | None, *, mtime_ns: int | None = None
+    ) -> None:
         """Put `source`'s inode at `dest` atomically without writing data: works on a full disk.
 
         Only for undoing a failed transaction, whose backup set is discarded
-        afterwards, so the shared inode is never a backup anyone relies on.
+        afterwards (or whose copy is made separate again), so the shared inode
+        is never a backup anyone relies on.
         """
         path = self.path(dest)
-        tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-        self._mutating("link", path)
-        tmp.unlink(missing_ok=True)
-        os.link(self.path(source), tmp)
-        try:
-            os.chmod(tmp, mode)
-            if uid is not None and gid is not None and os.geteuid() == 0:
-                os.chown(tmp, uid, gid)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self._rename(tmp, path)
+        with self._parent(source) as (srcfd, srcname), self._parent(dest) as (dirfd, name):
+            tmp = f".{name}{TMP_SUFFIX}"
+            self._mutating("link", path)
+            _unlink_if_not_dir(dirfd, tmp)
+            os.link(srcname, tmp, src_dir_fd=srcfd, dst_dir_fd=dirfd, follow_symlinks=False)
+            try:
+                fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise OSError(errno.EINVAL, "backup copy is not a regular file", str(path))
+                    _finish(fd, mode, uid, gid, mtime_ns=mtime_ns, sync=False)
+                finally:
+                    os.close(fd)
+            except BaseException:
+                _unlink_if_not_dir(dirfd, tmp)
+                raise
+            self._rename(dirfd, tmp, name, path)
 
     def write_symlink(self, dest: str, link: str) -> None:
         path = self.path(dest)
-        tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-        self._mutating("symlink", path)
-        tmp.unlink(missing_ok=True)
-        os.symlink(link, tmp)
-        self._rename(tmp, path)
+        with self._parent(dest) as (dirfd, name):
+            tmp = f".{name}{TMP_SUFFIX}"
+            self._mutating("symlink", path)
+            _unlink_if_not_dir(dirfd, tmp)
+            os.symlink(link, tmp, dir_fd=dirfd)
+            self._rename(dirfd, tmp, name, path)
 
-    def _rename(self, tmp: Path, path: Path) -> None:
+    def _rename(self, dirfd: int, tmp: str, name: str, path: Path) -> None:
         try:
             self._mutating("rename", path)
-            os.replace(tmp, path)
+            os.replace(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink_if_not_dir(dirfd, tmp)
             raise
-        fsync_dir(path.parent)
+        os.fsync(dirfd)
 
     def remove(self, dest: str) -> None:
+        """Remove a file or link (never a folder); nothing to do when it is missing."""
         path = self.path(dest)
-        if not path.is_symlink() and not path.exists():
+        try:
+            with self._parent(dest) as (dirfd, name):
+                try:
+                    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return
+                if stat.S_ISDIR(st.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+                self._mutating("remove", path)
+                os.unlink(name, dir_fd=dirfd)
+                os.fsync(dirfd)
+        except FileNotFoundError:
             return
-        self._mutating("remove", path)
-        path.unlink()
-        fsync_dir(path.parent)
+
+    def rmdir(self, dest: str) -> bool:
+        """Remove an empty folder; False when it is missing, not empty or not a folder."""
+        path = self.path(dest)
+        try:
+            with self._parent(dest) as (dirfd, name):
+                child = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
+                try:
+                    if os.listdir(child):
+                        return False
+                finally:
+                    os.close(child)
+                self._mutating("rmdir", path)
+                os.rmdir(name, dir_fd=dirfd)
+                return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ELOOP, errno.ENOTDIR):
+                return False
+            raise
+
+    def remove_tree(self, dest: str) -> None:
+        """Remove folder `dest` and everything in it, links removed as links (never followed)."""
+        for name, kind in self.listdir(dest):
+            child = f"{dest}/{name}"
+            if kind == "dir":
+                self.remove_tree(child)
+            else:
+                self.remove(child)
+        self.rmdir(dest)
 
     def remove_stale_temps(self, folders: set[str]) -> None:
         """Temp files a killed run left behind; their names match no loader's glob."""
-        for folder in folders:
-            directory = self.path(folder)
-            if directory.is_dir() and not directory.is_symlink():
-                for tmp in directory.glob(f".*{TMP_SUFFIX}"):
-                    tmp.unlink(missing_ok=True)
+        for folder in sorted(folders):
+            for name, kind in self.listdir(folder):
+                if name.startswith(".") and name.endswith(TMP_SUFFIX) and kind != "dir":
+                    self.remove(f"{folder}/{name}")
+
+    @contextmanager
+    def lock(self, dest: str) -> Iterator[None]:
+        """Hold an exclusive lock on file `dest` (made if missing); refused when someone else holds it."""
+        path = self.path(dest)
+        try:
+            self.makedirs(os.path.dirname(dest))
+            with self._parent(dest) as (dirfd, name):
+                self._mutating("lock", path)
+                fd = os.open(
+                    name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=dirfd
+                )
+        except OSError as exc:
+            where = exc.filename or path
+            raise RefusedError(f"{where}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise RefusedError(f"{path}: the lock is not a regular file; nothing was changed")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RefusedError(
+                    f"{path}: another kvmbridge install or rollback holds the lock; try again later"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
 
 
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "other"
+
+
+def _unlink_if_not_dir(dirfd: int, name: str) -> None:
     try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dirfd)
+
+
+def _finish(fd: int, mode: int, uid: int | None, gid: int | None, *, mtime_ns: int | None, sync: bool = True) -> None:
+    if sync:
         os.fsync(fd)
+    os.fchmod(fd, mode)
+    if uid is not None and gid is not None and os.geteuid() == 0:
+        os.fchown(fd, uid, gid)
+    if mtime_ns is not None:
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+
+
+def read_regular(dirfd: int | None, name: str | Path, limit: int, label: Path | str) -> bytes:
+    """Read a regular file of at most `limit` bytes; a FIFO, device or huge file is an error, not a hang."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KvmbridgeError(f"{label}: is a symlink; refusing to follow it") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KvmbridgeError(f"{label}: is not a regular file")
+        if st.st_size > limit:
+            raise KvmbridgeError(f"{label}: is larger than {limit} bytes; not a file kvmbridge reads")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise KvmbridgeError(f"{label}: is larger than {limit} bytes; not a file kvmbridge reads")
+        return b"".join(chunks)
     finally:
         os.close(fd)

@@ -8,7 +8,6 @@ which the CLI passes only when the root is `/`.
 from __future__ import annotations
 
 import fnmatch
-import glob
 import ipaddress
 import os
 import posixpath
@@ -108,8 +107,7 @@ def _names(profile: HostProfile) -> dict[str, str]:
 
 def _files(root: Root, pattern: str) -> list[tuple[str, bytes]]:
     found = []
-    for path in sorted(glob.glob(str(root.path(pattern)))):
-        dest = "/" + str(path)[len(str(root.prefix)) :].lstrip("/")
+    for dest in root.glob(pattern):
         on_disk = root.read(dest)
         if on_disk.kind == "file" and on_disk.data is not None:
             found.append((dest, on_disk.data))

@@ -1,17 +1,62 @@
-"""What kvmbridge wrote (state.json) and the backup sets it keeps, under the target root."""
+"""What kvmbridge wrote (state.json) and the backup sets it keeps, under the target root.
+
+Both files are hostile data when read back: decoded against a schema
+(msgspec), every path checked against what kvmbridge may touch (`confine`),
+anything else one clear error before a single file is touched.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
-from .errors import KvmbridgeError
+import msgspec
+
+from .confine import BACKUP_ID, OWN_BACKUPS, is_managed, is_managed_folder
+from .errors import KvmbridgeError, RefusedError
 from .root import Root
 
 STATE = "/var/lib/kvmbridge/state.json"
 LOCK = "/var/lib/kvmbridge/lock"
-BACKUPS = "/var/backups/kvmbridge"
+BACKUPS = OWN_BACKUPS
+METADATA_LIMIT = 1 << 20
+
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+class _StateDoc(msgspec.Struct):
+    files: dict[str, str]
+    version: int = 1
+    backup: str | None = None
+    profile: str | None = None
+    hostname: str | None = None
+
+
+class _EntryDoc(msgspec.Struct):
+    path: str
+    existed: bool
+    kind: Literal["missing", "file", "symlink", "other"]
+    sha256_before: str | None
+    sha256_after: str | None
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    mtime_ns: int | None = None
+    link_before: str | None = None
+    also: list[str] = []
+
+
+class _ManifestDoc(msgspec.Struct):
+    id: str
+    time: str
+    action: Literal["install", "rollback"]
+    files: list[_EntryDoc]
+    host: str | None = None
+    profile: str | None = None
+    created_dirs: list[str] = []
+    finished: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,22 +79,44 @@ class State:
         return (json.dumps(body, indent=2) + "\n").encode()
 
 
-def read_state(root: Root) -> State:
-    on_disk = root.read(STATE)
-    if on_disk.kind == "missing":
-        return State()
+def _decode(root: Root, dest: str, kind: type[Any]) -> Any:
+    """Read and schema-check one metadata file; every problem is one line naming it."""
+    where = root.path(dest)
+    on_disk = root.read(dest, limit=METADATA_LIMIT)
+    if on_disk.kind != "file" or on_disk.data is None:
+        raise KvmbridgeError(f"{where}: is a {on_disk.kind}, not a regular file; move it away")
     try:
-        raw = json.loads(on_disk.data or b"")
-        return State(
-            files=dict(raw["files"]), backup=raw.get("backup"), profile=raw.get("profile"), hostname=raw.get("hostname")
-        )
-    except (ValueError, KeyError, TypeError):
-        raise KvmbridgeError(f"{root.path(STATE)}: unreadable state file; move it away to start afresh") from None
+        return msgspec.json.decode(on_disk.data, type=kind)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise KvmbridgeError(f"{where}: unreadable: {_oneline(exc)}; move it away to start afresh") from None
+
+
+def _oneline(exc: BaseException) -> str:
+    return repr(str(exc))[1:-1][:200]
+
+
+def read_state(root: Root) -> State:
+    if root.kind(STATE) == "missing":
+        return State()
+    doc: _StateDoc = _decode(root, STATE, _StateDoc)
+    where = root.path(STATE)
+    for path, sha in doc.files.items():
+        if not is_managed(path):
+            raise RefusedError(f"{where}: files: {path!r} is not a path kvmbridge writes; nothing was changed")
+        if not _SHA.fullmatch(sha):
+            raise KvmbridgeError(f"{where}: files.{path}: not a sha256")
+    if doc.backup is not None and not BACKUP_ID.fullmatch(doc.backup):
+        raise KvmbridgeError(f"{where}: backup: {doc.backup!r} is not a backup ID")
+    return State(files=dict(doc.files), backup=doc.backup, profile=doc.profile, hostname=doc.hostname)
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One path of a backup set: what it was before and what the transaction wrote."""
+    """One path of a backup set: what it was before and what the transaction wrote.
+
+    `also`: other contents kvmbridge itself put at the path in unfinished
+    transactions this set carried forward (never drift, never "changed since").
+    """
 
     path: str
     existed: bool
@@ -61,6 +128,11 @@ class Entry:
     gid: int | None = None
     mtime_ns: int | None = None
     link_before: str | None = None
+    also: tuple[str, ...] = ()
+
+    @property
+    def known(self) -> set[str]:
+        return {h for h in (self.sha256_before, self.sha256_after, *self.also) if h is not None}
 
 
 @dataclass(frozen=True)
@@ -72,6 +144,7 @@ class Manifest:
     action: str
     entries: tuple[Entry, ...]
     created_dirs: tuple[str, ...] = ()
+    finished: bool = False
 
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {
@@ -80,10 +153,14 @@ class Manifest:
             "host": self.host,
             "profile": self.profile,
             "action": self.action,
-            "files": [vars(e) for e in self.entries],
+            "files": [vars(e) | {"also": list(e.also)} for e in self.entries],
             "created_dirs": list(self.created_dirs),
+            "finished": self.finished,
         }
         return (json.dumps(body, indent=2) + "\n").encode()
+
+    def done(self) -> Manifest:
+        return replace(self, finished=True)
 
 
 def backup_dir(backup_id: str) -> str:
@@ -95,48 +172,111 @@ def backup_copy(backup_id: str, path: str) -> str:
     return f"{BACKUPS}/{backup_id}/files{path}"
 
 
+def manifest_path(backup_id: str) -> str:
+    return f"{backup_dir(backup_id)}/manifest.json"
+
+
 def read_manifest(root: Root, backup_id: str) -> Manifest:
-    on_disk = root.read(f"{backup_dir(backup_id)}/manifest.json")
-    if on_disk.kind != "file":
-        raise KvmbridgeError(f"{root.path(backup_dir(backup_id))}: no such backup set (see `kvmbridge backups`)")
-    try:
-        raw = json.loads(on_disk.data or b"")
-        return Manifest(
-            id=raw["id"],
-            time=raw["time"],
-            host=raw.get("host"),
-            profile=raw.get("profile"),
-            action=raw["action"],
-            entries=tuple(Entry(**e) for e in raw["files"]),
-            created_dirs=tuple(raw.get("created_dirs", ())),
-        )
-    except (ValueError, KeyError, TypeError):
-        raise KvmbridgeError(f"{root.path(backup_dir(backup_id))}/manifest.json: unreadable manifest") from None
+    folder = root.path(BACKUPS) / backup_id if "/" not in backup_id and backup_id not in ("", ".", "..") else None
+    if folder is None or not BACKUP_ID.fullmatch(backup_id):
+        raise KvmbridgeError(f"{backup_id!r}: not a backup ID (see `kvmbridge backups`)")
+    if root.kind(manifest_path(backup_id)) == "missing":
+        raise KvmbridgeError(f"{folder}: no such backup set (see `kvmbridge backups`)")
+    doc: _ManifestDoc = _decode(root, manifest_path(backup_id), _ManifestDoc)
+    where = f"{folder}/manifest.json"
+    if doc.id != backup_id:
+        raise KvmbridgeError(f"{where}: id: {doc.id!r} is not this set's ID {backup_id}")
+    problems = _entry_problems(doc.files)
+    for key in ("time", "host", "profile"):
+        value = getattr(doc, key)
+        if value is not None and (not value.isprintable() or len(value) > 4096):
+            problems.append(f"{key}: has control characters or is too long")
+    problems += [
+        f"created_dirs: {d!r} is not a folder kvmbridge creates" for d in doc.created_dirs if not is_managed_folder(d)
+    ]
+    if problems:
+        raise RefusedError(*(f"{where}: {p}" for p in problems[:5]), "nothing was changed")
+    return Manifest(
+        id=doc.id,
+        time=doc.time,
+        host=doc.host,
+        profile=doc.profile,
+        action=doc.action,
+        entries=tuple(
+            Entry(
+                path=e.path,
+                existed=e.existed,
+                kind=e.kind,
+                sha256_before=e.sha256_before,
+                sha256_after=e.sha256_after,
+                mode=e.mode,
+                uid=e.uid,
+                gid=e.gid,
+                mtime_ns=e.mtime_ns,
+                link_before=e.link_before,
+                also=tuple(e.also),
+            )
+            for e in doc.files
+        ),
+        created_dirs=tuple(doc.created_dirs),
+        finished=doc.finished,
+    )
+
+
+def _entry_problems(entries: list[_EntryDoc]) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, e in enumerate(entries):
+        at = f"files[{i}]"
+        if not is_managed(e.path):
+            problems.append(f"{at}.path: {e.path!r} is not a path kvmbridge writes")
+            continue
+        if e.path in seen:
+            problems.append(f"{at}.path: {e.path} is listed twice")
+        seen.add(e.path)
+        hashes = [e.sha256_before, e.sha256_after, *e.also]
+        if any(h is not None and not _SHA.fullmatch(h) for h in hashes):
+            problems.append(f"{at}: a sha256 is malformed")
+        if e.existed != (e.kind != "missing") or (e.kind == "missing") != (e.sha256_before is None):
+            problems.append(f"{at}: existed/kind/sha256_before disagree")
+        if e.kind == "symlink" and (e.link_before is None or not e.link_before or "\0" in e.link_before):
+            problems.append(f"{at}.link_before: a symlink needs its link text")
+        if e.kind == "other":
+            problems.append(f"{at}.kind: kvmbridge never replaces anything but files and links")
+        if e.mode is not None and not 0 <= e.mode <= 0o7777:
+            problems.append(f"{at}.mode: {e.mode} is not a file mode")
+        for key in ("uid", "gid"):
+            value = getattr(e, key)
+            if value is not None and not 0 <= value < 2**32 - 1:
+                problems.append(f"{at}.{key}: {value} is out of range")
+        if e.mtime_ns is not None and not 0 <= e.mtime_ns < 2**63:
+            problems.append(f"{at}.mtime_ns: out of range")
+    return problems
 
 
 def list_backups(root: Root) -> list[str]:
     """Backup set IDs, oldest first (IDs sort by time); sets without a manifest are incomplete and skipped."""
-    folder = root.path(BACKUPS)
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / "manifest.json").is_file())
+    return [
+        name
+        for name, kind in root.listdir(BACKUPS)
+        if kind == "dir" and BACKUP_ID.fullmatch(name) and root.kind(manifest_path(name)) == "file"
+    ]
 
 
 def unfinished_manifest(root: Root, state: State) -> Manifest | None:
-    """The newest set, when its transaction never recorded itself in state.json (killed mid-way)."""
+    """The newest set, when its transaction never finished (killed mid-way)."""
     ids = list_backups(root)
     if not ids or ids[-1] == state.backup:
         return None
     manifest = read_manifest(root, ids[-1])
-    return manifest if manifest.action in ("install", "rollback") else None
+    return None if manifest.finished else manifest
 
 
 def known_hashes(root: Root, state: State) -> dict[str, set[str]]:
     """For drift: every content kvmbridge itself put at each path."""
     known: dict[str, set[str]] = {path: {sha} for path, sha in state.files.items()}
     pending = unfinished_manifest(root, state)
-    if pending is not None:  # killed mid-way: each of its paths holds either its old or its new content
+    if pending is not None:  # killed mid-way: each of its paths holds its old, its new or a carried content
         for entry in pending.entries:
-            hashes = known.setdefault(entry.path, set())
-            hashes.update(h for h in (entry.sha256_before, entry.sha256_after) if h is not None)
+            known.setdefault(entry.path, set()).update(entry.known)
     return known
