@@ -1,9 +1,8 @@
 """Which paths under a root kvmbridge may ever change: what it can render, plus its own areas.
 
 `state.json` and `manifest.json` are data, not orders: every path read from
-them is checked here before anything acts on it. A new destination (a new
-target, the boot guard's units) must be added here, or install refuses to
-record it; `tests/test_hostile_metadata.py` checks every golden render against it.
+them is checked here before anything acts on it. Destinations come from the
+target registry (`targets.renderable`), so a new target is confined by itself.
 """
 
 from __future__ import annotations
@@ -11,34 +10,20 @@ from __future__ import annotations
 import os
 import re
 
-from .targets import NETWORKS_DIR
+from .targets import LINK_TARGETS, TARGETS, renderable
 
 OWN_STATE = "/var/lib/kvmbridge"
 OWN_BACKUPS = "/var/backups/kvmbridge"
 
-FIXED = frozenset(
-    {
-        "/etc/network/interfaces",
-        "/etc/sysctl.d/ip_forward.conf",
-        "/etc/sysctl.d/bridge.conf",
-        "/etc/udev/rules.d/99-bridge.rules",
-        "/etc/netplan/60-kvmbridge.yaml",
-        "/etc/systemd/system/kvmbridge-guard.timer",
-        "/etc/systemd/system/kvmbridge-guard.service",
-        "/etc/systemd/system/timers.target.wants/kvmbridge-guard.timer",
-    }
-)
-# rules.NETNAME, minus names that would be hidden or special as file names.
-_NETWORK = re.compile(re.escape(NETWORKS_DIR) + r"/(autostart/)?[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,63}\.xml")
 _OWN_FILE = re.compile(re.escape(OWN_STATE) + r"/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 BACKUP_ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z(-[0-9]{1,6})?")
 
 
 def is_managed(path: object) -> bool:
     """A destination kvmbridge may write, rename, delete or restore (not a folder)."""
-    if not isinstance(path, str) or not _normal(path):
+    if not isinstance(path, str) or not _normal(path) or os.path.basename(path).startswith("."):
         return False
-    return path in FIXED or bool(_NETWORK.fullmatch(path)) or bool(_OWN_FILE.fullmatch(path))
+    return renderable(path) or bool(_OWN_FILE.fullmatch(path))
 
 
 def _normal(path: str) -> bool:
@@ -47,7 +32,8 @@ def _normal(path: str) -> bool:
 
 def _ancestors() -> frozenset[str]:
     folders = set()
-    for path in [*FIXED, f"{NETWORKS_DIR}/autostart/x.xml", f"{OWN_STATE}/x", f"{OWN_BACKUPS}/x"]:
+    patterns = [t.pattern for t in TARGETS] + [t.pattern for t in LINK_TARGETS]
+    for path in [*patterns, f"{OWN_STATE}/x", f"{OWN_BACKUPS}/x"]:
         folder = os.path.dirname(path)
         while folder != "/":
             folders.add(folder)
