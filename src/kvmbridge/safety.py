@@ -254,9 +254,10 @@ class RootFiles:
     def glob(self, pattern: str) -> list[str]:
         if not pattern.startswith("/"):
             return []
-        base = str(self.root.prefix).rstrip("/")
-        found = glob.glob(base + "/" + pattern.lstrip("/"))
-        return sorted("/" + p[len(base) :].lstrip("/") for p in found)
+        try:
+            return self.root.glob(pattern)
+        except KvmbridgeError:  # not a safe path pattern: nothing can match it under the root
+            return []
 
     def listdir(self, path: str) -> list[str] | None:
         try:
