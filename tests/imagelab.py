@@ -1,0 +1,738 @@
+"""The booted-image lab: Debian 12 roots built by debootstrap, booted under systemd-nspawn with systemd as PID 1.
+
+Images are built once per package list and cached under `CACHE` (default
+/var/cache/kvmbridge-lab, outside any checkout), keyed by a hash of the recipe;
+every build holds one lock file, so concurrent builders wait instead of racing,
+builds happen in a temporary folder renamed into place only when complete, and
+a folder without its manifest is never used. Variants ("ifupdown2", "netplan")
+are the base image with packages added or removed, cached the same way.
+`kvmbridge_image(variant)` adds kvmbridge the way a user would get it: a venv
+under /opt/kvmbridge with the wheel built from this checkout, installed with no
+network inside the image (built once per test process).
+
+Each `Machine` is a private copy of such an image, booted by
+`systemd-nspawn --boot --register=no --keep-unit --network-namespace-path=...`.
+Its network namespace is made by the harness before every boot, holding one
+veth per profile port named exactly like the port (eth0, enp1s0, ...) so that
+profiles boot unchanged; the peers live in a `Lan` namespace whose bridge
+carries the gateway (198.51.100.1/24) and, when asked, dnsmasq. The namespace
+is made afresh for every boot (with the same MAC addresses), as a reboot gives
+a real host fresh NICs and default sysctls. nspawn itself runs in this
+machine's namespaces (it is never started under `ip netns exec`), each boot in
+a cgroup of its own, because PID 1 here is not systemd.
+
+Nothing here is product code: tests import it, kvmbridge never does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .netns import DHCP_RANGE, GATEWAY, LAN_NET
+
+CACHE = Path(os.environ.get("KVMBRIDGE_LAB_CACHE", "/var/cache/kvmbridge-lab"))
+SUITE = "bookworm"
+# Bump when the build steps change, so the old cache entries are not used.
+RECIPE = 1
+BASE_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "libpam-systemd",  # polkitd (libvirt-daemon-system) needs a logind; debootstrap cannot pick one
+    "dbus",
+    "udev",
+    "procps",
+    "ifupdown",
+    "bridge-utils",
+    "iproute2",
+    "isc-dhcp-client",
+    "iputils-ping",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "dnsmasq-base",
+    "python3-venv",
+    "openssh-server",
+)
+CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+REBOOT_EXIT = 133
+BOOT_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The base image plus these changes, made with the image's own apt in a chroot."""
+
+    install: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    enable: tuple[str, ...] = ()
+
+
+VARIANTS: dict[str, Variant] = {
+    "base": Variant(),
+    "ifupdown2": Variant(install=("ifupdown2",), remove=("ifupdown",)),
+    "netplan": Variant(install=("netplan.io",), remove=("ifupdown",), enable=("systemd-networkd.service",)),
+}
+
+
+def run(
+    cmd: Sequence[str | Path], *, check: bool = True, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = [str(c) for c in cmd]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()[-2000:] or result.stdout[-2000:]}"
+        )
+    return result
+
+
+# --- images ---------------------------------------------------------------------------------------------------------
+
+
+def mirror() -> str:
+    """The Debian mirror this machine's apt uses for bookworm (KVMBRIDGE_LAB_MIRROR overrides it)."""
+    if env := os.environ.get("KVMBRIDGE_LAB_MIRROR"):
+        return env
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    for path in sources:
+        for block in path.read_text().split("\n\n"):
+            fields = dict(
+                (k.strip().lower(), v.strip())
+                for k, _, v in (line.partition(":") for line in block.splitlines() if not line.startswith("#"))
+            )
+            if fields.get("types") == "deb" and SUITE in fields.get("suites", "").split():
+                return fields["uris"].split()[0]
+    lists = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]
+    for path in lists:
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            words = re.sub(r"\[[^]]*\]", "", line).split()
+            if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+                return words[1]
+    return "http://deb.debian.org/debian"
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def base_key() -> str:
+    return _key(RECIPE, SUITE, mirror(), sorted(BASE_PACKAGES))
+
+
+def variant_key(name: str) -> str:
+    variant = VARIANTS[name]
+    if variant == Variant():
+        return base_key()
+    return _key(base_key(), variant.install, variant.remove, variant.enable)
+
+
+def _safe_cache() -> Path:
+    """The cache holds roots we chroot into as root: it must be ours alone."""
+    CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for path in (CACHE, *CACHE.parents):
+        st = path.lstat()
+        if path.is_symlink() or st.st_uid != 0 or st.st_mode & 0o022:
+            raise AssertionError(f"{path}: the image cache must be a root-owned folder nobody else can write")
+    return CACHE
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """One lock for every build: another builder (any process) waits, then finds the image ready."""
+    fd = os.open(_safe_cache() / ".build.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _entry(name: str, key: str) -> Path:
+    return CACHE / f"{name}-{key}"
+
+
+def _ready(name: str, key: str) -> Path | None:
+    entry = _entry(name, key)
+    manifest = entry / "manifest.json"
+    if entry.is_symlink() or not manifest.is_file():
+        return None
+    try:
+        ok = json.loads(manifest.read_text()).get("key") == key
+    except ValueError:
+        ok = False
+    return entry / "root" if ok and (entry / "root/usr/lib/systemd/systemd").exists() else None
+
+
+def _publish(name: str, key: str, build: Path, manifest: dict[str, Any]) -> Path:
+    """Write the manifest last, then rename the finished build into place (atomic)."""
+    (build / "manifest.json").write_text(json.dumps({"key": key, **manifest}, indent=2))
+    entry = _entry(name, key)
+    if entry.exists() or entry.is_symlink():  # an incomplete or mismatched entry: never used, replaced
+        stale = CACHE / f".stale-{name}-{secrets.token_hex(4)}"
+        entry.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    build.rename(entry)
+    return entry / "root"
+
+
+def _new_build(name: str) -> Path:
+    for old in CACHE.glob(f".build-{name}-*"):  # left by a builder that died; we hold the lock
+        shutil.rmtree(old, ignore_errors=True)
+    for old in CACHE.glob(".stale-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    build = CACHE / f".build-{name}-{secrets.token_hex(4)}"
+    build.mkdir()
+    return build
+
+
+def chroot(root: Path, script: str, *, timeout: float = 900, binds: Sequence[tuple[Path, str]] = ()) -> str:
+    """Run `script` (sh) chrooted in `root` with /proc, /dev, /sys in a private mount namespace."""
+    mounts = ['mount -t proc proc "$R/proc"', 'mount --rbind /dev "$R/dev"', 'mount -t sysfs sysfs "$R/sys"']
+    for source, target in binds:
+        mounts.append(f'mkdir -p "$R{target}" && mount --bind {shlex.quote(str(source))} "$R{target}"')
+    outer = " && ".join(
+        [*mounts, f'exec chroot "$R" /usr/bin/env -i PATH={CHROOT_PATH} HOME=/root LANG=C.UTF-8 sh -c "$S"']
+    )
+    env = {"PATH": CHROOT_PATH, "R": str(root), "S": "set -e\n" + script}
+    return run(["unshare", "-m", "--propagation", "private", "sh", "-c", outer], timeout=timeout, env=env).stdout
+
+
+def _debootstrap(build: Path) -> None:
+    root = build / "root"
+    debs = CACHE / "debs"
+    debs.mkdir(exist_ok=True)
+    run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            f"--cache-dir={debs}",
+            SUITE,
+            root,
+            mirror(),
+        ],
+        timeout=1800,
+    )
+    # What a container cannot do, and would only add noise to `systemctl --failed`, stays off;
+    # nothing kvmbridge's files touch is masked.
+    chroot(
+        root,
+        """
+        apt-get clean
+        : > /etc/machine-id
+        echo kvmbridge-lab > /etc/hostname
+        rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
+        """,
+    )
+
+
+def base_image() -> Path:
+    """The cached base root (read-only by convention: copy it, never boot it in place)."""
+    key = base_key()
+    if found := _ready("base", key):
+        return found
+    with _build_lock():
+        if found := _ready("base", key):
+            return found
+        build = _new_build("base")
+        _debootstrap(build)
+        return _publish("base", key, build, {"suite": SUITE, "mirror": mirror(), "packages": sorted(BASE_PACKAGES)})
+
+
+def variant_image(name: str) -> Path:
+    """A cached variant root: the base plus VARIANTS[name]'s package changes."""
+    if name not in VARIANTS:
+        raise KeyError(f"unknown image variant {name!r}; known: {', '.join(VARIANTS)}")
+    if name == "base":
+        return base_image()
+    key = variant_key(name)
+    if found := _ready(name, key):
+        return found
+    base = base_image()
+    with _build_lock():
+        if found := _ready(name, key):
+            return found
+        build = _new_build(name)
+        copy_tree(base, build / "root")
+        variant = VARIANTS[name]
+        script = ["export DEBIAN_FRONTEND=noninteractive", "apt-get update -qq"]
+        if variant.install or variant.remove:
+            changes = [*variant.install, *(f"{p}-" for p in variant.remove)]
+            script.append(f"apt-get install -y -qq --no-install-recommends {' '.join(changes)}")
+        script += [f"systemctl enable {unit}" for unit in variant.enable]
+        script += ["apt-get clean", "rm -rf /var/lib/apt/lists/*"]
+        chroot(build / "root", "\n".join(script))
+        return _publish(name, key, build, {"base": base_key(), "variant": name, **VARIANTS[name].__dict__})
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    """A private copy of a root (reflinked where the file system can)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    run(["cp", "-a", "--reflink=auto", source, target], timeout=600)
+    return target
+
+
+@dataclass(frozen=True)
+class Image:
+    """A root made of read-only layers, top first: what a `Machine` mounts under its own writable layer."""
+
+    layers: tuple[Path, ...]
+
+    def mount(self, folder: Path) -> Path:
+        """An overlay of the layers under a fresh upper layer in `folder`; returns the merged root.
+
+        Overlayfs rather than a copy: a copy of the 370 MB image costs seconds per
+        machine on a file system without reflinks. `unmount` undoes it.
+        """
+        upper, work, merged = folder / "upper", folder / "work", folder / "root"
+        for d in (upper, work, merged):
+            d.mkdir(parents=True)
+        lower = ":".join(str(layer) for layer in self.layers)
+        run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", merged])
+        return merged
+
+
+def unmount(merged: Path) -> None:
+    mounted = subprocess.run(["mountpoint", "-q", str(merged)], check=False).returncode == 0
+    if mounted and subprocess.run(["umount", str(merged)], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(merged)], capture_output=True, check=False)
+
+
+_templates: dict[str, Image] = {}
+_session_dir: list[Path] = []
+
+
+def _session() -> Path:
+    if not _session_dir:
+        _session_dir.append(Path(tempfile.mkdtemp(prefix="kvmbridge-lab-session-", dir=_scratch())))
+        import atexit
+
+        atexit.register(shutil.rmtree, _session_dir[0], ignore_errors=True)
+    return _session_dir[0]
+
+
+def _scratch() -> Path:
+    """Machines' writable layers live on disk (not tmpfs: a boot writes journals, venvs, leases)."""
+    return Path(os.environ.get("KVMBRIDGE_LAB_SCRATCH", "/var/tmp"))
+
+
+def wheelhouse() -> Path:
+    """kvmbridge's wheel built from this checkout, and its dependencies' wheels, on the host (once per process)."""
+    house = _session() / "wheels"
+    if (house / ".done").exists():
+        return house
+    repo = Path(__file__).resolve().parents[1]
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", house, repo], timeout=600)
+    wheel = next(house.glob("kvmbridge-*.whl"))
+    # The image's python is Debian's 3.11: fetch binary wheels for it, whatever runs the tests.
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "--python-version=3.11",
+            "--implementation=cp",
+            "--platform=manylinux2014_x86_64",
+            "--platform=manylinux_2_17_x86_64",
+            "--platform=manylinux_2_28_x86_64",
+            "--dest",
+            house,
+            wheel,
+        ],
+        timeout=600,
+    )
+    (house / ".done").touch()
+    return house
+
+
+def image(variant: str = "base") -> Image:
+    """The cached variant alone (no kvmbridge inside)."""
+    return Image((variant_image(variant),))
+
+
+def kvmbridge_image(variant: str = "base") -> Image:
+    """The variant plus a layer with kvmbridge in a venv at /opt/kvmbridge, as a user installs it.
+
+    The wheel is built from this checkout and installed with pip's --no-index
+    inside the image (no network there), once per test process.
+    """
+    if variant in _templates:
+        return _templates[variant]
+    house = wheelhouse()
+    below = variant_image(variant)
+    folder = _session() / f"kvmbridge-{variant}"
+    merged = Image((below,)).mount(folder)
+    try:
+        chroot(
+            merged,
+            """
+            python3 -m venv /opt/kvmbridge
+            /opt/kvmbridge/bin/pip install --quiet --no-cache-dir --no-index --find-links /run/kvmbridge-wheels kvmbridge
+            /opt/kvmbridge/bin/kvmbridge --help >/dev/null
+            """,
+            binds=[(house, "/run/kvmbridge-wheels")],
+        )
+    finally:
+        unmount(merged)
+    # Only what the venv install wrote; a mount point left behind by the bind is dropped.
+    layer = folder / "upper"
+    shutil.rmtree(layer / "run", ignore_errors=True)
+    _templates[variant] = Image((layer, below))
+    return _templates[variant]
+
+
+# --- the LAN --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lan:
+    """A namespace playing the LAN: bridge `lanbr` with the gateway address, optionally dnsmasq.
+
+    `name` is the namespace (enter it with `nsenter --net=/run/netns/NAME`, or `Lan.sh`).
+    """
+
+    tag: str = field(default_factory=lambda: secrets.token_hex(3))
+    name: str = ""
+    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kvmbridge-lan-")))
+    namespaces: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.name = f"kbl-{self.tag}-lan"
+
+    def __enter__(self) -> Lan:
+        self.add_namespace(self.name)
+        self.sh("ip link add lanbr type bridge forward_delay 0 && ip link set lanbr up")
+        self.sh(f"ip addr add {GATEWAY}/24 dev lanbr")
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for ns in reversed(self.namespaces):
+            delete_namespace(ns)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def add_namespace(self, ns: str) -> str:
+        self.namespaces.append(ns)
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        return ns
+
+    def sh(self, command: str, *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return run(["nsenter", f"--net=/run/netns/{self.name}", "sh", "-c", command], check=check, timeout=timeout)
+
+    def start_dhcp(self) -> None:
+        self.sh(
+            shlex.join(
+                [
+                    "dnsmasq",
+                    "--conf-file=/dev/null",
+                    "--port=0",
+                    "--interface=lanbr",
+                    "--bind-interfaces",
+                    f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
+                    f"--dhcp-option=3,{GATEWAY}",
+                    f"--dhcp-leasefile={self.work / 'dnsmasq.leases'}",
+                    f"--pid-file={self.work / 'dnsmasq.pid'}",
+                    "--dhcp-authoritative",
+                ]
+            )
+        )
+
+    def leases(self) -> list[str]:
+        path = self.work / "dnsmasq.leases"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def ping(self, address: str) -> bool:
+        return self.sh(f"ping -c 1 -W 2 {shlex.quote(address)}", check=False).returncode == 0
+
+    def wait_ping(self, address: str, seconds: float = 20) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.ping(address):
+                return True
+            time.sleep(0.3)
+        return False
+
+    def guest(self, machine: Machine, bridge: str, address: str) -> str:
+        """A VM: a namespace whose NIC's peer `vnet0` joins `bridge` inside the machine, like libvirt's tap."""
+        ns = self.add_namespace(f"kbl-{secrets.token_hex(3)}-vm")
+        run(["ip", "link", "add", "vnet0", "netns", machine.netns, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        run(["ip", "-n", machine.netns, "link", "set", "vnet0", "master", bridge, "up"])
+        run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0"])
+        run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        return ns
+
+
+def delete_namespace(ns: str) -> None:
+    """Kill every process in `ns`, then delete it (no error if it is gone)."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
+    for pid in pids.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+# --- machines -------------------------------------------------------------------------------------------------------
+
+
+def _cgroup_roots() -> list[Path]:
+    """The hierarchies nspawn and the container's systemd use: name=systemd (v1) and the unified one."""
+    base = Path("/sys/fs/cgroup")
+    if (base / "cgroup.controllers").exists():
+        return [base]
+    return [p for p in (base / "systemd", base / "unified") if (p / "cgroup.procs").exists()]
+
+
+def _remove_cgroup(path: Path) -> None:
+    if not path.is_dir():
+        return
+    for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            child.rmdir()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+@dataclass
+class Machine:
+    """A private copy of an image, booted under systemd-nspawn, its NICs wired to `lan`.
+
+    `ports` maps each NIC name inside to whether it joins the LAN bridge (an
+    unjoined one is up on the LAN side but leads nowhere, like an unplugged
+    segment). Call `boot()`, then `run()` inside; `reboot()` boots again.
+    """
+
+    lan: Lan
+    ports: dict[str, bool]
+    image: Image
+    name: str = field(default_factory=lambda: f"kbl-{secrets.token_hex(3)}")
+    root: Path = field(init=False)
+    netns: str = ""
+    macs: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    leader: int | None = None
+    boots: int = 0
+    log: Path = field(init=False)
+    _dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix=f"kvmbridge-{self.name}-", dir=_scratch()))
+        self.root = self.image.mount(self._dir)
+        self.log = self._dir / "console.log"
+        self.macs = {port: "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5)) for port in self.ports}
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.power_loss()
+        unmount(self.root)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    # wiring
+    def _wire(self) -> None:
+        self.netns = f"{self.name}-b{self.boots}"
+        self.lan.add_namespace(self.netns)
+        for n, (port, joins) in enumerate(self.ports.items()):
+            peer = f"{self.name[4:]}{self.boots % 10}{n}"
+            run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    peer,
+                    "netns",
+                    self.lan.name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    port,
+                    "netns",
+                    self.netns,
+                ]
+            )
+            run(["ip", "-n", self.netns, "link", "set", port, "address", self.macs[port]])
+            run(["ip", "-n", self.lan.name, "link", "set", peer, "up", *(["master", "lanbr"] if joins else [])])
+
+    def _unwire(self) -> None:
+        if self.netns:
+            delete_namespace(self.netns)
+            if self.netns in self.lan.namespaces:
+                self.lan.namespaces.remove(self.netns)
+            self.netns = ""
+
+    def _cgroups(self) -> list[Path]:
+        return [root / "kvmbridge-lab" / self.name for root in _cgroup_roots()]
+
+    # lifecycle
+    def start(self) -> None:
+        """Start nspawn (systemd boots as PID 1); return once the container's PID 1 exists."""
+        assert self.process is None, "already running"
+        self._wire()
+        for cgroup in self._cgroups():
+            _remove_cgroup(cgroup)
+            cgroup.mkdir(parents=True)
+        join = " && ".join(f"echo $$ > {shlex.quote(str(c / 'cgroup.procs'))}" for c in self._cgroups())
+        argv = [
+            "systemd-nspawn",
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--quiet",
+            f"--machine={self.name}",
+            f"--directory={self.root}",
+            f"--network-namespace-path=/run/netns/{self.netns}",
+            "--capability=CAP_NET_ADMIN",  # what --private-network grants: the namespace is the machine's alone
+            "--link-journal=no",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--console=read-only",
+        ]
+        with self.log.open("ab") as log:
+            log.write(f"=== boot {self.boots} ===\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                ["sh", "-c", f'{join} && exec "$@"', "sh", *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                # /proc/sys/net writable, as with --private-network: it is the machine's own namespace.
+                env={"PATH": CHROOT_PATH, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
+            )
+        self.boots += 1
+        self.leader = self._find_leader()
+
+    def _find_leader(self, seconds: float = 20) -> int:
+        assert self.process is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"systemd-nspawn exited {self.process.returncode}: {self.console()[-3000:]}")
+            for status in Path("/proc").glob("[0-9]*/status"):
+                with contextlib.suppress(OSError):
+                    fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+                    if int(fields["PPid"]) == self.process.pid and fields["NSpid"].split()[-1] == "1":
+                        return int(status.parent.name)
+            time.sleep(0.05)
+        raise AssertionError(f"no container PID 1 after {seconds}s: {self.console()[-3000:]}")
+
+    def boot(self, timeout: float = BOOT_TIMEOUT) -> str:
+        """Start and wait until systemd reports the boot finished; returns "running" or "degraded"."""
+        self.start()
+        return self.wait_booted(timeout)
+
+    def wait_booted(self, timeout: float = BOOT_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"container exited {self.process.returncode} while booting: {self.console()[-3000:]}"
+                )
+            result = self.run(
+                ["systemctl", "is-system-running", "--wait"], check=False, timeout=deadline - time.monotonic()
+            )
+            state = result.stdout.strip()
+            if state in ("running", "degraded", "maintenance"):
+                return state
+            time.sleep(0.2)
+        raise AssertionError(f"boot not finished after {timeout}s: {self.console()[-3000:]}")
+
+    def run(
+        self, command: str | Sequence[str], *, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run inside the booted container (all its namespaces); a string goes through sh -c."""
+        assert self.leader is not None, "not booted"
+        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+        enter = ["nsenter", "-t", str(self.leader), "-a", "/usr/bin/env", "-i", f"PATH={CHROOT_PATH}", "LANG=C.UTF-8"]
+        return run([*enter, *argv], check=check, timeout=max(timeout, 1))
+
+    def ip_json(self, args: str) -> Any:
+        """`ip -j ARGS` in the machine's network namespace (the host's iproute2, from outside)."""
+        return json.loads(run(["ip", "-n", self.netns, "-j", *args.split()]).stdout)
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.power_loss()
+        self._stopped()
+        return code
+
+    def _stopped(self) -> None:
+        self.process = None
+        self.leader = None
+        for cgroup in self._cgroups():
+            _remove_cgroup(cgroup)
+        self._unwire()
+
+    def reboot(self, timeout: float = BOOT_TIMEOUT) -> str:
+        """`systemctl reboot` inside; nspawn must exit 133; boot again on the same root."""
+        self.run(["systemctl", "reboot"], check=False)
+        code = self.wait_exit(timeout)
+        assert code == REBOOT_EXIT, f"nspawn exited {code} after systemctl reboot, not {REBOOT_EXIT}"
+        return self.boot(timeout)
+
+    def power_loss(self) -> None:
+        """Pull the plug: SIGKILL the container's PID 1 (its whole PID namespace dies) and nspawn."""
+        if self.leader is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.leader, signal.SIGKILL)
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(30)
+        if self.netns:
+            delete_namespace(self.netns)
+        self._stopped()
+
+    def console(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def failed_units(self) -> list[str]:
+        out = self.run(["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"]).stdout
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+__all__ = [
+    "CACHE",
+    "GATEWAY",
+    "LAN_NET",
+    "REBOOT_EXIT",
+    "VARIANTS",
+    "Image",
+    "Lan",
+    "Machine",
+    "base_image",
+    "image",
+    "kvmbridge_image",
+    "variant_image",
+]
