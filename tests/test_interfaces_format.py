@@ -85,6 +85,7 @@ def test_comments_only_at_line_start_and_backslash_only_before_lf() -> None:
         (b"iface e inet inherits x\n", 1, "unknown iface to inherit from: x (inet)"),
         (b"address 198.51.100.1\n", 1, "misplaced option"),
         (b"iface e inet manual\nauto e\n  mtu 1500\n", 3, "misplaced option"),
+        (b"iface e inet manual\nrename a=b\n  mtu 1500\n", 3, "misplaced option"),
         (b"iface e inet manual\n  mtu\n", 2, "option with empty value"),
         (b"mapping e\n script a\n script b\n", 3, "duplicate script in mapping"),
         (b"mapping e\n up x\n", 2, "misplaced option"),
@@ -132,3 +133,10 @@ def test_a_second_stanza_or_a_mapping_is_never_equivalent() -> None:
     assert equivalent(path, ours, ours.replace(b"    ", b"\t"))
     assert not equivalent(path, ours, second)
     assert not equivalent(path, ours, mapping)
+
+
+def test_a_bare_auto_inside_a_stanza_marks_that_stanza_and_keeps_it_open() -> None:
+    parsed = parse(b"iface eth0 inet manual\nauto\nallow-hotplug\nno-scripts\n  mtu 1500\n")
+    assert parsed.allow == {"auto": ("eth0",), "hotplug": ("eth0",)}
+    assert parsed.no_scripts == ("eth0",)
+    assert parsed.stanzas[0].get("mtu") == "1500"

@@ -5,7 +5,8 @@ of a line, a backslash continues a line only right before its newline (not
 before CRLF), a word is at most 79 bytes, repeated options merge into one value
 joined by newlines while `pre-up`/`up`/`down`/`post-down` stay separate
 (`post-up` is `up`, `pre-down` is `down`), `inherits` copies the first earlier
-stanza of that name, and whatever ifupdown refuses is an `InterfacesError`
+stanza of that name, a bare `auto` (or `allow-X`, `no-scripts`,
+`no-auto-down`) inside a stanza marks that stanza, and whatever ifupdown refuses is an `InterfacesError`
 naming the file, the line and ifupdown's own reason.
 
 The public surface is small: `parse` (bytes → `Interfaces`), `load` (a file and
@@ -115,6 +116,7 @@ class Interfaces:
     warnings: tuple[Warning, ...] = ()
     files: tuple[str, ...] = ()
     marks: tuple[tuple[str, str, str, int], ...] = ()
+    renames: tuple[str, ...] = ()
 
     def marked_in(self, cls: str, name: str) -> str:
         """The file whose `auto`/`allow-CLASS` line first names `name`."""
@@ -215,6 +217,7 @@ class _Reader:
         self.warnings: list[Warning] = []
         self.seen: list[str] = []
         self.marks: list[tuple[str, str, str, int]] = []
+        self.renames: list[str] = []
 
     def result(self) -> Interfaces:
         stanzas = tuple(
@@ -231,6 +234,7 @@ class _Reader:
             tuple(self.warnings),
             tuple(self.seen),
             tuple(self.marks),
+            tuple(self.renames),
         )
 
     def read(self, path: str, data: bytes, files: SourceFiles) -> None:
@@ -255,16 +259,15 @@ class _Reader:
             elif first == "iface":
                 current = self._iface(rest, path, number)
                 self.ifaces.append(current)
-            elif first == "auto" or (first.startswith("allow-") and len(first) > 6):
-                cls = "auto" if first == "auto" else first[6:]
-                names = self.allow.setdefault(cls, [])
-                for word in words(rest):
-                    self.marks.append((cls, word, path, number))
-                    if word not in names:
-                        names.append(word)
-                current = None
-            elif first in ("no-auto-down", "no-scripts"):
-                (self.no_auto_down if first == "no-auto-down" else self.no_scripts).extend(words(rest))
+            elif first in ("auto", "no-auto-down", "no-scripts") or (first.startswith("allow-") and len(first) > 6):
+                # A bare `auto` (`allow-X`, `no-scripts`, `no-auto-down`) inside a stanza marks that stanza.
+                if not rest and isinstance(current, _Iface):
+                    self._mark(first, [current.name], path, number)
+                else:
+                    self._mark(first, words(rest), path, number)
+                    current = None
+            elif first == "rename":
+                self.renames.extend(words(rest))
                 current = None
             elif isinstance(current, _Iface):
                 _add_option(current, first, rest, path, number)
@@ -279,6 +282,17 @@ class _Reader:
                     raise InterfacesError(path, number, "misplaced option")
             else:
                 raise InterfacesError(path, number, "misplaced option")
+
+    def _mark(self, keyword: str, names: list[str], path: str, number: int) -> None:
+        if keyword in ("no-auto-down", "no-scripts"):
+            (self.no_auto_down if keyword == "no-auto-down" else self.no_scripts).extend(names)
+            return
+        cls = "auto" if keyword == "auto" else keyword[6:]
+        listed = self.allow.setdefault(cls, [])
+        for name in names:
+            self.marks.append((cls, name, path, number))
+            if name not in listed:
+                listed.append(name)
 
     def _source(self, kind: str, rest: str, path: str, number: int, files: SourceFiles) -> None:
         if isinstance(files, NoFiles):
@@ -387,6 +401,7 @@ def semantic(parsed: Interfaces) -> dict[str, Any]:
         "mapping": [{"match": list(m.patterns), "script": m.script, "map": list(m.maps)} for m in parsed.mappings],
         "no-auto-down": list(parsed.no_auto_down),
         "no-scripts": list(parsed.no_scripts),
+        "rename": list(parsed.renames),
     }
     out |= {k: v for k, v in extra.items() if v}
     return out
@@ -407,7 +422,11 @@ def write(parsed: Interfaces) -> str:
     for cls, names in parsed.allow.items():
         if names:
             out.append(f"{'auto' if cls == 'auto' else 'allow-' + cls} {' '.join(names)}")
-    for keyword, names in (("no-auto-down", parsed.no_auto_down), ("no-scripts", parsed.no_scripts)):
+    for keyword, names in (
+        ("no-auto-down", parsed.no_auto_down),
+        ("no-scripts", parsed.no_scripts),
+        ("rename", parsed.renames),
+    ):
         if names:
             out.append(f"{keyword} {' '.join(names)}")
     for mapping in parsed.mappings:
