@@ -223,3 +223,44 @@ def test_two_profiles_sharing_a_golden_tree_are_refused(fleet: Path, tmp_path: P
         f"{other / 'article.toml'}: shares its golden tree {tmp_path / 'trees/article'} with "
         f"{fleet / 'article.toml'}; rename one of them\n"
     )
+
+
+def test_parallel_check_prints_and_exits_exactly_as_the_serial_one(tmp_path: Path) -> None:
+    """600 profiles over 1 and 2 workers (and the default): same lines, same order, same exit code, text and JSON."""
+    hosts = tmp_path / "fleet"
+    profiles = write_fleet(hosts, 600)
+    assert run("check", hosts, "--update", "-j", "2").exit_code == 0
+    assert run("check", hosts, "-j", "2").stdout.endswith("600 profiles: 600 ok, 0 drift, 0 invalid\n")
+    profiles[6].write_text(profiles[6].read_text().replace("10.0.6.2/24", "10.0.6.3/24"))
+    (hosts / "host0311/etc/libvirt/qemu/networks/lan.xml").unlink()
+    (hosts / "host0598/etc/stray.conf").write_text("x\n")
+    (hosts / "host0450.toml").write_text('[bridges.br0]\nports = ["eth0"]\nstpp = true\n')
+    outputs = {}
+    for jobs in ("1", "2", "3", None):
+        for fmt in ((), ("--json",)):
+            args = ("check", hosts, *fmt) + (("-j", jobs) if jobs else ())
+            result = run(*args)
+            outputs[jobs, fmt] = (result.exit_code, result.stdout, result.stderr)
+    serial = outputs["1", ()]
+    assert serial[0] == 2 and serial[1].endswith("600 profiles: 596 ok, 3 drift, 1 invalid\n")
+    lines = serial[1].splitlines()
+    assert lines.index(f"invalid {hosts / 'host0450.toml'}") < next(
+        i for i, line in enumerate(lines) if line.startswith(f"drift   {hosts / 'host0598.toml'}")
+    )
+    for (jobs, fmt), got in outputs.items():
+        assert got == outputs["1", fmt], (jobs, fmt)
+
+
+def test_an_error_in_a_worker_is_reported_like_the_serial_one(tmp_path: Path) -> None:
+    """A golden file too big to read stops the check with the same line and exit code, serial or not."""
+    hosts = tmp_path / "fleet"
+    write_fleet(hosts, 40)
+    assert run("check", hosts, "--update").exit_code == 0
+    huge = hosts / "host0031/etc/network/interfaces"
+    with huge.open("r+b") as stream:
+        stream.truncate(9 << 20)  # sparse: past Root's read limit without writing 9 MiB
+    serial, parallel = run("check", hosts, "-j", "1"), run("check", hosts, "-j", "2")
+    assert serial.exit_code == parallel.exit_code == 2
+    assert serial.stderr == parallel.stderr
+    assert serial.stderr.startswith(str(huge)), serial.stderr
+    assert parallel.stdout == serial.stdout == ""

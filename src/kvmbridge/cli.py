@@ -334,15 +334,30 @@ def backups(root: Path) -> None:
     help="Folder of golden trees (DIR/<stem>/); default: each profile's own folder.",
 )
 @click.option("--update", is_flag=True, help="Rewrite the drifted golden trees to match the render.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: one per core once there are a few hundred profiles).",
+)
 @templates_option
 @json_option
 @handle_errors
-def check(profiles: tuple[str, ...], golden: Path | None, update: bool, templates: Path | None, as_json: bool) -> None:
+def check(
+    *,
+    profiles: tuple[str, ...],
+    golden: Path | None,
+    update: bool,
+    jobs: int | None,
+    templates: Path | None,
+    as_json: bool,
+) -> None:
     """Render each profile and compare it with its reviewed golden tree (files, folders, globs)."""
     from .check import check_fleet, expand_profiles, update_goldens
     from .views import check_counts, check_json, check_lines
 
-    results = check_fleet(expand_profiles(profiles), golden, templates)
+    results = check_fleet(expand_profiles(profiles), golden, templates, jobs)
     if update:
         update_goldens(results)
     if as_json:

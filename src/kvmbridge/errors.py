@@ -23,6 +23,10 @@ class KvmbridgeError(Exception):
         super().__init__("\n".join(lines))
         self.lines: tuple[str, ...] = lines
 
+    def __reduce__(self) -> tuple[type[KvmbridgeError], tuple[str, ...]]:
+        """Pickled with its lines (a `check` worker process hands errors back to the parent)."""
+        return (type(self), self.lines)
+
 
 class ProfileError(KvmbridgeError):
     """The profile (or another input file) is unreadable or invalid."""

@@ -224,6 +224,43 @@ class Root:
                 return []
             raise self._unreadable(dest, exc) from None
 
+    def snapshot(self, limit: int = MAX_READ) -> dict[str, OnDisk]:
+        """Every non-folder entry of the whole root as `read` sees it, in `listdir` order (folders in place).
+
+        One descriptor per folder, each opened from its parent without following
+        a link: a fleet check reads thousands of golden trees this way.
+        """
+        out: dict[str, OnDisk] = {}
+        try:
+            fd = os.open(self.prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return out
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                return out
+            raise self._unreadable("/", exc) from None
+        self._snapshot_at(fd, "", limit, out)
+        return out
+
+    def _snapshot_at(self, fd: int, folder: str, limit: int, out: dict[str, OnDisk]) -> None:
+        try:
+            with os.scandir(fd) as it:
+                entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+            for name, is_dir in entries:
+                dest = f"{folder}/{name}"
+                if not is_dir:
+                    out[dest] = self._read_at(fd, name, dest, limit)
+                    continue
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                self._snapshot_at(child, dest, limit, out)
+        except OSError as exc:
+            raise self._unreadable(folder or "/", exc) from None
+        finally:
+            os.close(fd)
+
     def glob(self, pattern: str) -> list[str]:
         """Destinations matching a shell pattern, component by component, never through a link."""
         found = ["/"]
