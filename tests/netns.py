@@ -3,12 +3,13 @@
 Namespaces: `lan` (the router, with the gateway address), `host` (NICs named like
 the profile's ports, where ifupdown, sysctl and libvirtd run) and `vm` (a guest
 whose veth joins the bridge, as libvirt's tap would). Addresses come only from
-198.51.100.0/24; every namespace is deleted, and its processes killed, in every
+198.51.100.0/24 and 2001:db8:5163:1::/64; every namespace is deleted, and its processes killed, in every
 outcome. Nothing here is product code: tests import it, kvmbridge never does.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -23,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from kvmbridge.hostscan import LiveHost
-from kvmbridge.model import Bridge, HostProfile, IPv4
+from kvmbridge.model import Bridge, HostProfile, IPv4, IPv6
 from kvmbridge.render import render
 from kvmbridge.tree import write_tree
 
@@ -32,6 +33,14 @@ GATEWAY = f"{LAN_NET}.1"
 HOST_ADDRESS = f"{LAN_NET}.2"
 VM_ADDRESS = f"{LAN_NET}.50"
 DHCP_RANGE = (f"{LAN_NET}.100", f"{LAN_NET}.150")
+# IPv6: documentation prefix only. The router also holds fe80::1, the usual link-local gateway.
+LAN6_PREFIX = "2001:db8:5163:1"
+LAN6_NET = f"{LAN6_PREFIX}::/64"
+GATEWAY6 = f"{LAN6_PREFIX}::1"
+ROUTER_LL = "fe80::1"
+HOST6_ADDRESS = f"{LAN6_PREFIX}::2"
+VM6_ADDRESS = f"{LAN6_PREFIX}::50"
+DHCP6_RANGE = (f"{LAN6_PREFIX}::100", f"{LAN6_PREFIX}::1ff")
 
 # Run in the host namespace with private mounts: ifupdown's state, dhclient's
 # pid and lease files and resolv.conf never touch the machine's own.
@@ -76,7 +85,18 @@ def readdress(profile: HostProfile) -> HostProfile:
         if ipv4.method == "static":
             gateway = GATEWAY if ipv4.gateway is not None else None
             ipv4 = IPv4(method="static", address=f"{HOST_ADDRESS}/24", gateway=gateway, dns=(GATEWAY,))
-        bridges[name] = msgspec.structs.replace(bridge, ipv4=ipv4)
+        ipv6 = bridge.ipv6
+        if ipv6 is not None and ipv6.method == "static":
+            gateway6 = ipv6.gateway
+            if gateway6 is not None and not ipaddress.IPv6Address(gateway6).is_link_local:
+                gateway6 = GATEWAY6
+            elif gateway6 is not None:
+                gateway6 = ROUTER_LL
+            dns6 = (GATEWAY6,) if ipv6.dns else ()
+            ipv6 = IPv6(
+                method="static", address=f"{HOST6_ADDRESS}/64", gateway=gateway6, dns=dns6, accept_ra=ipv6.accept_ra
+            )
+        bridges[name] = msgspec.structs.replace(bridge, ipv4=ipv4, ipv6=ipv6)
     return msgspec.structs.replace(profile, bridges=bridges)
 
 
@@ -133,6 +153,9 @@ class Lab:
         """The router (`lanbr`, gateway address) and a veth per (host NIC name, joins the LAN)."""
         self.sh(self.lan, "ip link add lanbr type bridge && ip link set lanbr up")
         self.sh(self.lan, f"ip addr add {GATEWAY}/24 dev lanbr")
+        # A router: dnsmasq advertises a zero router lifetime from a host that does not forward.
+        self.sh(self.lan, "sysctl -qw net.ipv6.conf.all.forwarding=1")
+        self.sh(self.lan, f"ip addr add {GATEWAY6}/64 dev lanbr nodad && ip addr add {ROUTER_LL}/64 dev lanbr nodad")
         for n, (port, joins) in enumerate(ports):
             peer = f"l{n}"
             run(
@@ -144,7 +167,8 @@ class Lab:
         """The guest: its NIC's peer joins the bridge like libvirt's vnetN tap."""
         run(["ip", "link", "add", "vnet0", "netns", self.host, "type", "veth", "peer", "name", "vm0", "netns", self.vm])
         self.sh(self.host, f"ip link set vnet0 master {bridge} && ip link set vnet0 up")
-        self.sh(self.vm, f"ip addr add {VM_ADDRESS}/24 dev vm0 && ip link set vm0 up")
+        self.sh(self.vm, f"ip addr add {VM_ADDRESS}/24 dev vm0 && ip addr add {VM6_ADDRESS}/64 dev vm0 nodad")
+        self.sh(self.vm, "ip link set vm0 up")
 
     def start_dhcp_server(self) -> None:
         lease = self.work / "dnsmasq.leases"
@@ -162,6 +186,35 @@ class Lab:
                     f"--dhcp-leasefile={lease}",
                     f"--pid-file={self.work / 'dnsmasq.pid'}",
                     "--dhcp-authoritative",
+                ]
+            ),
+        )
+
+    def start_router_advertisements(self, dhcpv6: bool = False, reserve: dict[str, str] | None = None) -> None:
+        """The router's RAs for LAN6_NET: SLAAC only, or (dhcpv6) the managed flag and a DHCPv6 range.
+
+        `reserve` maps a MAC to a fixed DHCPv6 address; dnsmasq reads the MAC
+        from the client's DUID-LL(T) or the neighbour table.
+        """
+        if dhcpv6:
+            ranges = [f"--dhcp-range={DHCP6_RANGE[0]},{DHCP6_RANGE[1]},64,1h"]
+        else:
+            ranges = ["--dhcp-range=::,constructor:lanbr,ra-only,64,1h"]
+        hosts = [f"--dhcp-host={mac},[{address}]" for mac, address in (reserve or {}).items()]
+        self.sh(
+            self.lan,
+            shlex.join(
+                [
+                    "dnsmasq",
+                    "--conf-file=/dev/null",
+                    "--port=0",
+                    "--interface=lanbr",
+                    "--bind-interfaces",
+                    "--enable-ra",
+                    *ranges,
+                    *hosts,
+                    f"--dhcp-leasefile={self.work / 'dnsmasq6.leases'}",
+                    f"--pid-file={self.work / 'dnsmasq6.pid'}",
                 ]
             ),
         )
@@ -225,7 +278,56 @@ class Lab:
             addrs=self.ip_json(ns, "addr show"),
             routes=self.ip_json(ns, "-4 route show"),
             ssh_connection=ssh_connection,
+            routes6=self.ip_json(ns, "-6 route show"),
+            ipv6_conf=self.ipv6_conf(ns),
         )
+
+    def ipv6_conf(self, ns: str) -> dict[str, dict[str, str]]:
+        """/proc/sys/net/ipv6/conf as seen inside `ns` (each namespace has its own)."""
+        out = self.sh(
+            ns,
+            "cd /proc/sys/net/ipv6/conf && for d in *; do for k in accept_ra autoconf forwarding; do "
+            'echo "$d $k $(cat $d/$k)"; done; done',
+        ).stdout
+        conf: dict[str, dict[str, str]] = {}
+        for line in out.splitlines():
+            name, key, value = line.split()
+            conf.setdefault(name, {})[key] = value
+        return conf
+
+    def global6(self, ns: str, dev: str) -> list[dict[str, Any]]:
+        """The global IPv6 addresses of `dev` that finished duplicate address detection."""
+        addrs = self.ip_json(ns, f"-6 addr show dev {dev} scope global")
+        return [a for a in (addrs[0]["addr_info"] if addrs else []) if a.get("local") and not a.get("tentative")]
+
+    def wait_global6(self, ns: str, dev: str, want: Any, seconds: float = 15) -> list[dict[str, Any]]:
+        """Poll until an address satisfies `want` (SLAAC and DHCPv6 take a moment); [] on time-out."""
+        deadline = time.monotonic() + seconds
+        while True:
+            found = [a for a in self.global6(ns, dev) if want(a)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.3)
+
+    def shutdown_host(self, root: Path) -> bool:
+        """`ifdown -a` as networking.service does at shutdown (DHCP clients release their leases).
+
+        It runs in the mount namespace of the last `ifup`, which a DHCP client
+        keeps alive (its state lives in that private /run); False when no daemon
+        holds one, i.e. there is nothing to release.
+        """
+        ours = os.readlink("/proc/self/ns/mnt")
+        for pid in run(["ip", "netns", "pids", self.host], check=False).stdout.split():
+            try:
+                if os.readlink(f"/proc/{pid}/ns/mnt") == ours:
+                    continue
+            except OSError:
+                continue
+            command = ["nsenter", "-t", pid, "-m", "-n", "ifdown", "-a", "-i", f"{root}/etc/network/interfaces"]
+            result = run(command, check=False, timeout=60)
+            assert result.returncode == 0, result.stderr
+            return True
+        return False
 
     def reboot_host(self) -> None:
         """Forget the old network config in `host`: kill its daemons, flush addresses and routes."""
@@ -233,11 +335,13 @@ class Lab:
         for pid in pids:
             subprocess.run(["kill", "-9", pid], check=False, capture_output=True)
         self.sh(
-            self.host, "for dev in $(ls /sys/class/net); do ip addr flush dev $dev; done; ip route flush table main"
+            self.host,
+            "for dev in $(ls /sys/class/net); do [ $dev = lo ] || ip link set dev $dev down; ip addr flush dev $dev; "
+            "done; ip route flush table main; ip -6 route flush table main",
         )
 
     def ping(self, ns: str, address: str) -> bool:
-        return self.sh(ns, f"ping -c 1 -W 2 {address}", check=False).returncode == 0
+        return self.sh(ns, f"ping -c 1 -W 2 {shlex.quote(address)}", check=False).returncode == 0
 
     def wait_ping(self, ns: str, address: str, seconds: float = 20) -> bool:
         deadline = time.monotonic() + seconds

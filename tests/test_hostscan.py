@@ -18,7 +18,7 @@ from kvmbridge.starter import starter_profile
 
 from .bootcheck import boot
 from .conftest import require_root, require_tool, run
-from .netns import GATEWAY, HOST_ADDRESS, Lab
+from .netns import DHCP6_RANGE, GATEWAY, GATEWAY6, HOST6_ADDRESS, HOST_ADDRESS, Lab
 
 OLD_STATIC = f"""auto lo
 iface lo inet loopback
@@ -58,6 +58,7 @@ def old_host(lab: Lab, root: Path, config: str) -> None:
 
 
 def reboot_into(lab: Lab, profile: HostProfile, root: Path) -> dict[str, object]:
+    lab.shutdown_host(root)
     install(profile, render(profile), Root(root), profile_path=root / "kvm01.toml", force=False)
     lab.reboot_host()
     return boot(profile, root, lab)
@@ -120,5 +121,81 @@ def test_host_without_default_route_is_one_clear_error() -> None:
     with pytest.raises(KvmbridgeError) as caught:
         starter_from_host(LiveHost(links=[{"ifname": "lo"}]), {}, b"", "kvm01", False)
     assert caught.value.lines == (
-        "this host has no IPv4 default route: cannot tell which NIC to bridge; start from `kvmbridge init` instead",
+        "this host has no default route (IPv4 or IPv6): cannot tell which NIC to bridge; "
+        "start from `kvmbridge init` instead",
     )
+
+
+OLD_DUAL_STACK = (
+    OLD_STATIC
+    + f"""
+iface eth0 inet6 static
+    address {HOST6_ADDRESS}/64
+    gateway {GATEWAY6}
+"""
+)
+OLD_SLAAC = OLD_DHCP + "\niface eth0 inet6 auto\n"
+OLD_DHCPV6_ONLY = "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet6 dhcp\n"
+
+
+def test_dual_stack_host_answers_on_both_families_at_its_old_addresses(tmp_path: Path) -> None:
+    with Lab() as lab:
+        lab.wire([("eth0", True), ("eth1", False)])
+        root = tmp_path / "root"
+        old_host(lab, root, OLD_DUAL_STACK)
+        assert lab.wait_global6(lab.host, "eth0", lambda a: a["local"] == HOST6_ADDRESS)
+        live = lab.capture_live(lab.host)
+        profile, text = profile_from(live, OLD_DUAL_STACK, tmp_path)
+        ipv6 = profile.bridges["br0"].ipv6
+        assert ipv6 is not None and (ipv6.method, ipv6.address, ipv6.gateway) == (
+            "static",
+            f"{HOST6_ADDRESS}/64",
+            GATEWAY6,
+        )
+        assert "fe80" not in text, "a link-local address was copied"
+        assert profile.bridges["br0"].ipv4.address == f"{HOST_ADDRESS}/24"
+        facts = reboot_into(lab, profile, root)
+        assert facts["ipv6"] == HOST6_ADDRESS
+        assert lab.ping(lab.lan, HOST_ADDRESS) and lab.ping(lab.lan, HOST6_ADDRESS)
+
+
+def test_slaac_host_keeps_its_eui64_address_through_the_bridge(tmp_path: Path) -> None:
+    """The kept MAC (hwaddress) gives the bridge the same EUI-64 interface ID, so the same address."""
+    with Lab() as lab:
+        lab.wire([("eth0", True)])
+        lab.start_dhcp_server()
+        lab.start_router_advertisements()
+        root = tmp_path / "root"
+        old_host(lab, root, OLD_SLAAC)
+        before = lab.wait_global6(lab.host, "eth0", lambda a: a.get("dynamic"))
+        assert before, "the old host got no SLAAC address"
+        live = lab.capture_live(lab.host)
+        profile, _ = profile_from(live, OLD_SLAAC, tmp_path)
+        ipv6 = profile.bridges["br0"].ipv6
+        # ifupdown's auto method sets accept_ra 2; the import keeps what the host had
+        assert ipv6 is not None and (ipv6.method, ipv6.accept_ra) == ("auto", 2)
+        facts = reboot_into(lab, profile, root)
+        assert facts["ipv6"] == before[0]["local"], "the bridge's SLAAC address differs from the NIC's"
+        assert lab.ping(lab.lan, before[0]["local"])
+
+
+def test_ipv6_only_dhcpv6_host_keeps_its_address_with_a_mac_reservation(tmp_path: Path) -> None:
+    """DHCPv6 leases follow the DUID; dhclient on the bridge makes a new DUID from the kept MAC, so a
+    reservation by MAC on the server hands the same address back."""
+    with Lab() as lab:
+        lab.wire([("eth0", True)])
+        mac = lab.ip_json(lab.host, "link show dev eth0")[0]["address"]
+        lab.start_router_advertisements(dhcpv6=True, reserve={mac: f"{DHCP6_RANGE[0][:-3]}120"})
+        root = tmp_path / "root"
+        old_host(lab, root, OLD_DHCPV6_ONLY)
+        before = lab.wait_global6(lab.host, "eth0", lambda a: a.get("dynamic"))
+        assert [a["local"] for a in before] == [f"{DHCP6_RANGE[0][:-3]}120"]
+        live = lab.capture_live(lab.host)
+        profile, text = profile_from(live, OLD_DHCPV6_ONLY, tmp_path)
+        bridge = profile.bridges["br0"]
+        assert bridge.ipv4.method == "manual"
+        assert bridge.ipv6 is not None and bridge.ipv6.method == "dhcp"
+        assert bridge.hwaddress == mac
+        assert "reservation by MAC" in text
+        facts = reboot_into(lab, profile, root)
+        assert facts["ipv6"] == before[0]["local"]

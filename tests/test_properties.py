@@ -102,6 +102,8 @@ def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
             )
         if draw(st.booleans()):
             bridge["ipv6"] = {"method": draw(st.sampled_from(["auto", "dhcp", "manual"]))}
+            if bridge["ipv6"]["method"] != "manual" and draw(st.booleans()):
+                bridge["ipv6"]["accept_ra"] = 2  # 1 is refused with ipv6_forward, 0 with these methods
         bridges[name] = bridge
     networks = {
         net: {"bridge": draw(st.sampled_from(bridge_names)), "autostart": draw(st.booleans())}
@@ -157,6 +159,10 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             v6: dict[str, Any] = {k: getattr(b.ipv6, k) for k in ("address", "gateway") if getattr(b.ipv6, k)}
             if b.ipv6.dns:
                 v6["dns-nameservers"] = " ".join(b.ipv6.dns)
+            if b.ipv6.accept_ra is not None:
+                v6["accept_ra"] = str(b.ipv6.accept_ra)
+            elif p.sysctl.ipv6_forward and b.ipv6.method in ("auto", "dhcp"):
+                v6["accept_ra"] = "2"  # RAs reach a forwarding interface only at 2
             ifaces[f"{name} inet6"] = {"method": b.ipv6.method, "options": v6}
     return {"auto": ["lo", *p.bridges], "source": list(p.interfaces.source), "ifaces": ifaces}
 

@@ -31,14 +31,6 @@ def profile_warnings(profile: HostProfile) -> list[Problem]:
                     "other switches may reject this bridge's BPDUs",
                 )
             )
-        if bridge.ipv6 is not None and bridge.ipv6.method == "auto" and profile.sysctl.ipv6_forward:
-            found.append(
-                (
-                    keypath(*at, "ipv6", "method"),
-                    "with ipv6_forward on, the kernel ignores router advertisements (accept_ra=1): "
-                    "SLAAC will not configure",
-                )
-            )
     if profile.sysctl.ip_forward:
         found.append(
             (

@@ -29,6 +29,9 @@ class LiveHost:
     addrs: list[dict[str, Any]] = field(default_factory=list)
     routes: list[dict[str, Any]] = field(default_factory=list)
     ssh_connection: str | None = None
+    routes6: list[dict[str, Any]] = field(default_factory=list)
+    # /proc/sys/net/ipv6/conf/NAME/{accept_ra,autoconf,forwarding} per link, plus "all"
+    ipv6_conf: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def link_names(self) -> set[str]:
         return {link["ifname"] for link in self.links}
@@ -46,9 +49,19 @@ class LiveHost:
     def default_route(self) -> dict[str, Any] | None:
         return next((r for r in self.routes if r.get("dst") == "default"), None)
 
+    def default_route6(self) -> dict[str, Any] | None:
+        return next((r for r in self.routes6 if r.get("dst") == "default"), None)
+
     def ipv4(self, name: str) -> list[dict[str, Any]]:
+        return self._global(name, "inet")
+
+    def ipv6(self, name: str) -> list[dict[str, Any]]:
+        """Global (and ULA) addresses; link-local ones belong to the link, not to a profile."""
+        return self._global(name, "inet6")
+
+    def _global(self, name: str, family: str) -> list[dict[str, Any]]:
         entry: dict[str, Any] = next((a for a in self.addrs if a["ifname"] == name), {"addr_info": []})
-        return [i for i in entry["addr_info"] if i.get("family") == "inet" and i.get("scope") == "global"]
+        return [i for i in entry["addr_info"] if i.get("family") == family and i.get("scope") == "global"]
 
     def members(self, bridge: str) -> list[str]:
         return sorted(link["ifname"] for link in self.links if link.get("master") == bridge)
@@ -62,12 +75,37 @@ def read_live_host() -> LiveHost:
             raise KvmbridgeError(f"ip -j {' '.join(args)}: cannot read the running host ({exc})") from None
         return list(json.loads(out or "[]"))
 
+    links = ip_json("-d", "link", "show")
     return LiveHost(
-        links=ip_json("-d", "link", "show"),
+        links=links,
         addrs=ip_json("addr", "show"),
         routes=ip_json("-4", "route", "show"),
         ssh_connection=os.environ.get("SSH_CONNECTION"),
+        routes6=ip_json("-6", "route", "show"),
+        ipv6_conf=read_ipv6_conf(["all", *(str(link["ifname"]) for link in links)]),
     )
+
+
+ULA = ipaddress.IPv6Network("fc00::/7")
+IPV6_CONF_KEYS = ("accept_ra", "autoconf", "forwarding")
+
+
+def read_ipv6_conf(names: list[str], proc: str = "/proc/sys/net/ipv6/conf") -> dict[str, dict[str, str]]:
+    """Per-link IPv6 settings; a link without IPv6 (disabled, or no such folder) is left out."""
+    conf: dict[str, dict[str, str]] = {}
+    for name in names:
+        if check_ifname(name) is not None and name != "all":
+            continue
+        values = {}
+        for key in IPV6_CONF_KEYS:
+            try:
+                with open(os.path.join(proc, name, key), encoding="ascii") as handle:
+                    values[key] = handle.read().strip()
+            except (OSError, UnicodeDecodeError):
+                continue
+        if values:
+            conf[name] = values
+    return conf
 
 
 def scan_host() -> Starter:
@@ -85,11 +123,13 @@ def scan_host() -> Starter:
 def starter_from_host(
     live: LiveHost, config: dict[str, bytes] | SourceFiles, resolv: bytes, hostname: str, ip_forward: bool
 ) -> Starter:
-    """Bridge the NIC that carries the default route, keeping its address, gateway and MAC."""
-    route = live.default_route()
+    """Bridge the NIC that carries the default route, keeping its addresses (both families), gateways and MAC."""
+    route4, route6 = live.default_route(), live.default_route6()
+    route = route4 if route4 is not None and "dev" in route4 else route6
     if route is None or "dev" not in route:
         raise KvmbridgeError(
-            "this host has no IPv4 default route: cannot tell which NIC to bridge; start from `kvmbridge init` instead"
+            "this host has no default route (IPv4 or IPv6): cannot tell which NIC to bridge; "
+            "start from `kvmbridge init` instead"
         )
     nic = str(route["dev"])
     link = live.link(nic) or {}
@@ -100,8 +140,6 @@ def starter_from_host(
     else:
         bridge, ports = _free_bridge_name(live), [nic]
     port = ports[0] if ports else nic
-    addresses = live.ipv4(nic)
-    dynamic = bool(addresses and addresses[0].get("dynamic")) or route.get("protocol") == "dhcp"
     parsed, problem = read_config(DictFiles(config) if isinstance(config, dict) else config)
     if problem:
         notes.append(problem)
@@ -119,24 +157,96 @@ def starter_from_host(
         "hwaddress": mac if mac and mac != "00:00:00:00:00:00" else None,
         "ip_forward": ip_forward,
         "dns": tuple(dns),
-        "notes": tuple(notes),
     }
-    if dynamic or not addresses:
-        values["method"] = "dhcp"
-        if not addresses:
-            notes.append(f"{nic} has no IPv4 address now; DHCP assumed")
-    else:
-        info = addresses[0]
-        values |= {
-            "method": "static",
-            "address": f"{info['local']}/{info['prefixlen']}",
-            "gateway": str(route.get("gateway", "")),
-        }
-        if len(addresses) > 1:
-            notes.append(f"{nic} has {len(addresses)} IPv4 addresses; only {values['address']} is carried over")
+    values |= _ipv4_values(live, nic, _via(route4, nic), notes)
+    values |= _ipv6_values(live, nic, _via(route6, nic), parsed, notes)
+    if values["method"] == "manual" and values.get("ipv6_method") and "ipv6_dns" not in values:
+        values["ipv6_dns"] = tuple(dns)
     if check_ifname(port) is not None:
         raise KvmbridgeError(f"{port}: the NIC's name cannot be used in a profile ({check_ifname(port)})")
-    return Starter(**values)
+    return Starter(**values, notes=tuple(notes))
+
+
+def _via(route: dict[str, Any] | None, nic: str) -> dict[str, Any] | None:
+    return route if route is not None and route.get("dev") == nic else None
+
+
+def _ipv4_values(live: LiveHost, nic: str, route: dict[str, Any] | None, notes: list[str]) -> dict[str, Any]:
+    addresses = live.ipv4(nic)
+    if route is None and not addresses:
+        return {"method": "manual", "address": "", "gateway": "", "dns": ()}
+    dynamic = bool(addresses and addresses[0].get("dynamic")) or (route or {}).get("protocol") == "dhcp"
+    if dynamic or not addresses:
+        if not addresses:
+            notes.append(f"{nic} has no IPv4 address now; DHCP assumed")
+        return {"method": "dhcp"}
+    info = addresses[0]
+    address = f"{info['local']}/{info['prefixlen']}"
+    if len(addresses) > 1:
+        notes.append(f"{nic} has {len(addresses)} IPv4 addresses; only {address} is carried over")
+    return {"method": "static", "address": address, "gateway": str((route or {}).get("gateway", ""))}
+
+
+def _ipv6_values(
+    live: LiveHost,
+    nic: str,
+    route: dict[str, Any] | None,
+    parsed: interfaces_format.Interfaces,
+    notes: list[str],
+) -> dict[str, Any]:
+    """How the NIC got its IPv6 addresses, told apart by what the kernel shows.
+
+    SLAAC addresses are dynamic with the kernel's `mngtmpaddr` (or a /64),
+    DHCPv6 ones are dynamic /128s that dhclient added, static ones never
+    expire. Privacy (temporary) addresses are SLAAC's too, and link-local
+    addresses are never copied: every link makes its own.
+    """
+    conf = live.ipv6_conf.get(nic, {})
+    values: dict[str, Any] = {"ipv6_forward": live.ipv6_conf.get("all", {}).get("forwarding") == "1"}
+    stanza6 = next((stanza for stanza in parsed.named(nic) if stanza.family == "inet6"), None)
+    configured = stanza6.method if stanza6 is not None else ""
+    servers = (stanza6.get("dns-nameservers") or "") if stanza6 is not None else ""
+    if [s for s in servers.split() if _is_ip(s)]:
+        values["ipv6_dns"] = tuple(s for s in servers.split() if _is_ip(s))
+    addresses = [a for a in live.ipv6(nic) if not a.get("temporary") and _ipv6_interface(a) is not None]
+    fixed = [a for a in addresses if not a.get("dynamic")]
+    slaac = [a for a in addresses if a.get("dynamic") and (a.get("mngtmpaddr") or a.get("prefixlen") != 128)]
+    leased = [a for a in addresses if a.get("dynamic") and a not in slaac]
+    accept_ra = int(conf["accept_ra"]) if conf.get("accept_ra", "").isdigit() else None
+    if fixed or configured == "static":
+        if not fixed:
+            notes.append(f"{nic} has no static IPv6 address now; its inet6 static stanza is not carried over")
+            return values
+        # A global address before a ULA: the one the world reaches this host at.
+        fixed.sort(key=lambda a: ipaddress.IPv6Address(a["local"]) in ULA)
+        address = str(_ipv6_interface(fixed[0]))
+        values |= {"ipv6_method": "static", "ipv6_address": address}
+        for extra in fixed[1:]:
+            notes.append(f"{nic} also has {extra['local']}/{extra['prefixlen']}; only {address} is carried over")
+        if route is not None and route.get("protocol") == "ra":
+            notes.append(f"the IPv6 default route comes from router advertisements (accept_ra {accept_ra})")
+            values["ipv6_accept_ra"] = accept_ra
+        elif route is not None and _is_ip(str(route.get("gateway", ""))):
+            values["ipv6_gateway"] = str(route["gateway"])
+        if slaac or leased:
+            notes.append(f"{nic} also autoconfigures IPv6 addresses; the static method turns that off")
+        return values
+    method = "dhcp" if leased or configured == "dhcp" else "auto" if slaac or configured == "auto" else None
+    if method is None:
+        return values
+    if accept_ra == 0:
+        notes.append(f"{nic} ignores router advertisements (accept_ra 0) yet uses {method}; the stack's default kept")
+        accept_ra = None
+    elif accept_ra == 1 and values["ipv6_forward"]:
+        notes.append(f"{nic} forwards IPv6 with accept_ra 1, so RAs are ignored there; accept_ra 2 written instead")
+        accept_ra = 2
+    values |= {"ipv6_method": method, "ipv6_accept_ra": accept_ra}
+    if method == "dhcp":
+        notes.append(
+            "DHCPv6 servers key leases on the client's DUID: the bridge's dhclient makes a new one from the kept "
+            "MAC, so the same address needs a reservation by MAC on the server"
+        )
+    return values
 
 
 def _free_bridge_name(live: LiveHost) -> str:
@@ -181,6 +291,14 @@ def _dns(parsed: interfaces_format.Interfaces, nic: str, resolv: bytes) -> list[
         ):
             found.append(parts[1])
     return found[:3]
+
+
+def _ipv6_interface(info: dict[str, Any]) -> ipaddress.IPv6Interface | None:
+    """`ip -j` output is data: only a well-formed address reaches the profile text."""
+    try:
+        return ipaddress.IPv6Interface(f"{info.get('local')}/{info.get('prefixlen')}")
+    except ValueError:
+        return None
 
 
 def _is_ip(text: str) -> bool:

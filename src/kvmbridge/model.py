@@ -27,6 +27,19 @@ class IPv6(_Model, frozen=True):
     address: str | None = None
     gateway: str | None = None
     dns: tuple[str, ...] = ()
+    accept_ra: int | None = None  # net.ipv6.conf.BRIDGE.accept_ra: 0 off, 1 on, 2 on even when forwarding
+
+    def effective_accept_ra(self, forwarding: bool) -> int | None:
+        """What every renderer writes: with forwarding on, RAs count only at accept_ra = 2.
+
+        The kernel drops router advertisements on a forwarding interface whose
+        accept_ra is 1, so SLAAC and DHCPv6 (whose default route comes from RAs)
+        would silently get no address or no route; the rules refuse an explicit
+        1 there, and an unset value becomes 2. None: leave the stack's default.
+        """
+        if self.accept_ra is not None or self.method not in ("auto", "dhcp"):
+            return self.accept_ra
+        return 2 if forwarding else None
 
 
 class Bridge(_Model, frozen=True):

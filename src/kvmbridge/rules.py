@@ -61,6 +61,8 @@ def check_profile(profile: HostProfile) -> list[Problem]:
     problems = list(_check_top(profile))
     for name, bridge in profile.bridges.items():
         problems.extend(_check_bridge(name, bridge))
+        if bridge.ipv6 is not None:
+            problems.extend(_check_accept_ra(bridge.ipv6, ("bridges", name, "ipv6"), profile.sysctl.ipv6_forward))
     problems.extend(_check_ports(profile))
     problems.extend(_check_gateways(profile))
     problems.extend(_check_networks(profile))
@@ -214,6 +216,27 @@ def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
         yield keypath(*at, "gateway"), f"{gw} is this bridge's own address"
     elif gw not in iface.network and not gw.is_link_local:
         yield keypath(*at, "gateway"), f"{gw} is outside {iface.with_prefixlen} and not link-local"
+
+
+def _check_accept_ra(block: IPv6, at: tuple[str, ...], forwarding: bool) -> Iterator[Problem]:
+    value = block.accept_ra
+    if value is None:
+        return
+    if block.method == "manual":
+        yield keypath(*at, "accept_ra"), 'is not used with method = "manual"'
+    elif not 0 <= value <= 2:
+        yield keypath(*at, "accept_ra"), f"{value} is not 0 (ignore), 1 (accept) or 2 (accept even when forwarding)"
+    elif block.method in ("auto", "dhcp") and value == 0:
+        yield (
+            keypath(*at, "accept_ra"),
+            f'0 ignores router advertisements, which method = "{block.method}" needs (SLAAC prefix, default route)',
+        )
+    elif block.method in ("auto", "dhcp") and value == 1 and forwarding:
+        yield (
+            keypath(*at, "accept_ra"),
+            "1 with sysctl.ipv6_forward = true: the kernel ignores router advertisements on a forwarding "
+            "interface, so this bridge would get no address or no default route; use 2",
+        )
 
 
 def _check_ports(profile: HostProfile) -> Iterator[Problem]:

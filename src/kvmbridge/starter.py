@@ -19,6 +19,12 @@ class Starter:
     dns: tuple[str, ...] = ("10.0.0.1",)
     hwaddress: str | None = None
     ip_forward: bool = True
+    ipv6_forward: bool = False
+    ipv6_method: str | None = None  # None: no ipv6 block
+    ipv6_address: str = ""
+    ipv6_gateway: str = ""
+    ipv6_accept_ra: int | None = None
+    ipv6_dns: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
