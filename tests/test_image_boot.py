@@ -20,7 +20,17 @@ from kvmbridge.profile import load_profile
 from .bootcheck import _assert_bridge
 from .conftest import GOLDEN, GOLDEN_CASES, require_root, require_tool
 from .imagelab import Image, Lan, Machine, kvmbridge_image
-from .netns import DHCP_RANGE, GATEWAY, HOST_ADDRESS, VM_ADDRESS, readdress, uplink
+from .netns import (
+    DHCP_RANGE,
+    GATEWAY,
+    GATEWAY6,
+    HOST6_ADDRESS,
+    HOST_ADDRESS,
+    ROUTER_LL,
+    VM_ADDRESS,
+    readdress,
+    uplink,
+)
 
 UNITS = ("networking.service", "systemd-sysctl.service", "libvirtd.service")
 
@@ -50,7 +60,20 @@ def readdressed_profile(case: str, folder: Path) -> tuple[Path, HostProfile]:
             line = line.replace(" }", f', dns = ["{GATEWAY}"] }}')
         return line
 
+    def move6(match: re.Match[str]) -> str:
+        line = match.group(0)
+        if 'method = "static"' not in line:
+            return line
+        line = re.sub(r'address = "[^"]*"', f'address = "{HOST6_ADDRESS}/64"', line)
+        line = re.sub(
+            r'gateway = "([^"]*)"',
+            lambda m: f'gateway = "{ROUTER_LL if m[1].startswith("fe80:") else GATEWAY6}"',
+            line,
+        )
+        return re.sub(r"dns = \[[^]]+\]", f'dns = ["{GATEWAY6}"]', line)
+
     path = folder / f"{case}.toml"
+    text = re.sub(r"(?m)^ipv6 = \{.*\}$", move6, text)
     path.write_text(re.sub(r"(?m)^ipv4 = \{.*\}$", move, text))
     profile = load_profile(path)
     assert profile == readdress(load_profile(GOLDEN / f"{case}.toml"))
