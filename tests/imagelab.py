@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -46,12 +47,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .netns import DHCP_RANGE, GATEWAY, LAN_NET
+from kvmbridge.model import HostProfile
+from kvmbridge.profile import load_profile
+
+from .netns import DHCP_RANGE, GATEWAY, GATEWAY6, HOST6_ADDRESS, HOST_ADDRESS, LAN_NET, ROUTER_LL, readdress
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 
 CACHE = Path(os.environ.get("KVMBRIDGE_LAB_CACHE", "/var/cache/kvmbridge-lab"))
 SUITE = "bookworm"
 # Bump when the build steps change, so the old cache entries are not used.
-RECIPE = 1
+RECIPE = 2
 BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -72,6 +78,8 @@ BASE_PACKAGES = (
 )
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REBOOT_EXIT = 133
+PRUNE_AFTER = 3 * 24 * 3600
+LAYER_PRUNE_AFTER = 6 * 3600
 BOOT_TIMEOUT = 90.0
 
 
@@ -150,7 +158,9 @@ def _safe_cache() -> Path:
     CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
     for path in (CACHE, *CACHE.parents):
         st = path.lstat()
-        if path.is_symlink() or st.st_uid != 0 or st.st_mode & 0o022:
+        # A sticky parent (/var/tmp) is fine: nobody else can move our folder out of it.
+        shared = st.st_mode & 0o022 and (path == CACHE or not st.st_mode & 0o1000)
+        if path.is_symlink() or st.st_uid != 0 or shared:
             raise AssertionError(f"{path}: the image cache must be a root-owned folder nobody else can write")
     return CACHE
 
@@ -170,7 +180,9 @@ def _entry(name: str, key: str) -> Path:
     return CACHE / f"{name}-{key}"
 
 
-def _ready(name: str, key: str) -> Path | None:
+def _ready(name: str, key: str, probe: str = "usr/lib/systemd/systemd") -> Path | None:
+    """The entry's root if it is complete (manifest with this key, `probe` inside), else None."""
+    _safe_cache()
     entry = _entry(name, key)
     manifest = entry / "manifest.json"
     if entry.is_symlink() or not manifest.is_file():
@@ -179,7 +191,11 @@ def _ready(name: str, key: str) -> Path | None:
         ok = json.loads(manifest.read_text()).get("key") == key
     except ValueError:
         ok = False
-    return entry / "root" if ok and (entry / "root/usr/lib/systemd/systemd").exists() else None
+    if not ok or not (entry / "root" / probe).exists():
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(manifest)  # last use, for pruning
+    return entry / "root"
 
 
 def _publish(name: str, key: str, build: Path, manifest: dict[str, Any]) -> Path:
@@ -199,6 +215,12 @@ def _new_build(name: str) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     for old in CACHE.glob(".stale-*"):
         shutil.rmtree(old, ignore_errors=True)
+    for old in CACHE.glob("*-*/manifest.json"):  # entries nobody used for a while (other recipes, old wheels)
+        limit = LAYER_PRUNE_AFTER if old.parent.name.startswith("kvmbridge-") else PRUNE_AFTER
+        if time.time() - old.stat().st_mtime > limit:
+            stale = CACHE / f".stale-{secrets.token_hex(4)}"
+            old.parent.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
     build = CACHE / f".build-{name}-{secrets.token_hex(4)}"
     build.mkdir()
     return build
@@ -240,7 +262,6 @@ def _debootstrap(build: Path) -> None:
         apt-get clean
         : > /etc/machine-id
         echo kvmbridge-lab > /etc/hostname
-        rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
         """,
     )
 
@@ -336,33 +357,43 @@ def _scratch() -> Path:
 
 
 def wheelhouse() -> Path:
-    """kvmbridge's wheel built from this checkout, and its dependencies' wheels, on the host (once per process)."""
+    """kvmbridge's wheel built from this checkout, and its dependencies' wheels, on the host (once per process).
+
+    Dependencies come from CACHE/wheels (filled from the index once, under the
+    build lock); the wheel is built without isolation when hatchling is here.
+    """
     house = _session() / "wheels"
     if (house / ".done").exists():
         return house
     repo = Path(__file__).resolve().parents[1]
-    run([sys.executable, "-m", "build", "--wheel", "--outdir", house, repo], timeout=600)
+    isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-isolation"]
+    run([sys.executable, "-m", "build", *isolation, "--wheel", "--outdir", house, repo], timeout=600)
     wheel = next(house.glob("kvmbridge-*.whl"))
-    # The image's python is Debian's 3.11: fetch binary wheels for it, whatever runs the tests.
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--only-binary=:all:",
-            "--python-version=3.11",
-            "--implementation=cp",
-            "--platform=manylinux2014_x86_64",
-            "--platform=manylinux_2_17_x86_64",
-            "--platform=manylinux_2_28_x86_64",
-            "--dest",
-            house,
-            wheel,
-        ],
-        timeout=600,
-    )
+    store = _safe_cache() / "wheels"
+    # The image's python is Debian's 3.11: binary wheels for it, whatever python runs the tests.
+    download = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--only-binary=:all:",
+        "--python-version=3.11",
+        "--implementation=cp",
+        "--platform=manylinux2014_x86_64",
+        "--platform=manylinux_2_17_x86_64",
+        "--platform=manylinux_2_28_x86_64",
+        "--find-links",
+        str(store),
+    ]
+    local = [*download, "--no-index", "--dest", str(house), str(wheel)]
+    if run(local, check=False, timeout=600).returncode != 0:
+        with _build_lock():
+            store.mkdir(exist_ok=True)
+            run([*download, "--dest", str(store), str(wheel)], timeout=600)
+            for own in store.glob("kvmbridge-*.whl"):  # only dependencies are kept
+                own.unlink()
+        run(local, timeout=600)
     (house / ".done").touch()
     return house
 
@@ -382,8 +413,20 @@ def kvmbridge_image(variant: str = "base") -> Image:
         return _templates[variant]
     house = wheelhouse()
     below = variant_image(variant)
-    folder = _session() / f"kvmbridge-{variant}"
-    merged = Image((below,)).mount(folder)
+    wheels = sorted((w.name, hashlib.sha256(w.read_bytes()).hexdigest()) for w in house.glob("*.whl"))
+    key = _key(variant_key(variant), wheels)  # hatchling's wheels are reproducible: same sources, same key
+    probe = "opt/kvmbridge/bin/kvmbridge"
+    layer = _ready("kvmbridge", key, probe)
+    if layer is None:
+        with _build_lock():
+            layer = _ready("kvmbridge", key, probe) or _build_kvmbridge_layer(key, below, house, wheels)
+    _templates[variant] = Image((layer, below))
+    return _templates[variant]
+
+
+def _build_kvmbridge_layer(key: str, below: Path, house: Path, wheels: list[tuple[str, str]]) -> Path:
+    build = _new_build("kvmbridge")
+    merged = Image((below,)).mount(build / "mnt")
     try:
         chroot(
             merged,
@@ -396,11 +439,62 @@ def kvmbridge_image(variant: str = "base") -> Image:
         )
     finally:
         unmount(merged)
-    # Only what the venv install wrote; a mount point left behind by the bind is dropped.
-    layer = folder / "upper"
-    shutil.rmtree(layer / "run", ignore_errors=True)
-    _templates[variant] = Image((layer, below))
-    return _templates[variant]
+    # Only what the venv install wrote; the bind's mount point is dropped.
+    (build / "mnt/upper").rename(build / "root")
+    shutil.rmtree(build / "root/run", ignore_errors=True)
+    shutil.rmtree(build / "mnt", ignore_errors=True)
+    return _publish("kvmbridge", key, build, {"below": str(below), "wheels": wheels})
+
+
+# --- profiles -----------------------------------------------------------------------------------------------------
+
+
+def readdressed_profile(case: str, folder: Path) -> tuple[Path, HostProfile]:
+    """The golden profile's TOML with its static IPv4 moved onto the lab LAN, as `netns.readdress` does.
+
+    Edited as text so the CLI reads a real profile file; the result must load to
+    exactly `readdress(golden)`, so the edit cannot drift from the namespace tests.
+    """
+    text = (GOLDEN_DIR / f"{case}.toml").read_text()
+
+    def move(match: re.Match[str]) -> str:
+        line = match.group(0)
+        line = re.sub(r'address = "[^"]*"', f'address = "{HOST_ADDRESS}/24"', line)
+        line = re.sub(r'gateway = "[^"]*"', f'gateway = "{GATEWAY}"', line)
+        line = re.sub(r"dns = \[[^]]*\]", f'dns = ["{GATEWAY}"]', line)
+        if 'method = "static"' in line and "dns =" not in line:
+            line = line.replace(" }", f', dns = ["{GATEWAY}"] }}')
+        return line
+
+    def move6(match: re.Match[str]) -> str:
+        line = match.group(0)
+        if 'method = "static"' not in line:
+            return line
+        line = re.sub(r'address = "[^"]*"', f'address = "{HOST6_ADDRESS}/64"', line)
+        line = re.sub(
+            r'gateway = "([^"]*)"',
+            lambda m: f'gateway = "{ROUTER_LL if m[1].startswith("fe80:") else GATEWAY6}"',
+            line,
+        )
+        return re.sub(r"dns = \[[^]]+\]", f'dns = ["{GATEWAY6}"]', line)
+
+    path = folder / f"{case}.toml"
+    text = re.sub(r"(?m)^ipv6 = \{.*\}$", move6, text)
+    path.write_text(re.sub(r"(?m)^ipv4 = \{.*\}$", move, text))
+    profile = load_profile(path)
+    assert profile == readdress(load_profile(GOLDEN_DIR / f"{case}.toml"))
+    return path, profile
+
+
+def install(profile_path: Path, root: Path, *options: str) -> None:
+    """The real CLI from outside the image, as an admin installs into a mounted root."""
+    result = subprocess.run(
+        [sys.executable, "-m", "kvmbridge", "install", str(profile_path), "--root", str(root), *options],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 # --- the LAN --------------------------------------------------------------------------------------------------------
@@ -504,14 +598,18 @@ def _cgroup_roots() -> list[Path]:
     return [p for p in (base / "systemd", base / "unified") if (p / "cgroup.procs").exists()]
 
 
-def _remove_cgroup(path: Path) -> None:
-    if not path.is_dir():
-        return
-    for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+def _remove_cgroup(path: Path, seconds: float = 10) -> None:
+    """rmdir the tree bottom-up; a dying container's tasks take a moment to leave, so retry."""
+    deadline = time.monotonic() + seconds
+    while path.is_dir():
+        for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                child.rmdir()
         with contextlib.suppress(OSError):
-            child.rmdir()
-    with contextlib.suppress(OSError):
-        path.rmdir()
+            path.rmdir()
+        if not path.is_dir() or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
 
 
 @dataclass
@@ -533,6 +631,7 @@ class Machine:
     process: subprocess.Popen[bytes] | None = None
     leader: int | None = None
     boots: int = 0
+    started_at: float = 0.0
     log: Path = field(init=False)
     _dir: Path = field(init=False)
 
@@ -613,6 +712,7 @@ class Machine:
             "--timezone=off",
             "--console=read-only",
         ]
+        self.started_at = time.monotonic()
         with self.log.open("ab") as log:
             log.write(f"=== boot {self.boots} ===\n".encode())
             log.flush()
@@ -733,6 +833,8 @@ __all__ = [
     "Machine",
     "base_image",
     "image",
+    "install",
     "kvmbridge_image",
+    "readdressed_profile",
     "variant_image",
 ]

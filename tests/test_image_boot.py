@@ -5,34 +5,27 @@ libvirt networks and LAN reachability are what the profile asked for."""
 from __future__ import annotations
 
 import hashlib
-import re
+import json
+import os
+import shutil
 import subprocess
-import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kvmbridge.model import HostProfile
-from kvmbridge.profile import load_profile
+from kvmbridge.render import environment
 
+from . import imagelab
 from .bootcheck import _assert_bridge
-from .conftest import GOLDEN, GOLDEN_CASES, require_root, require_tool
-from .imagelab import Image, Lan, Machine, kvmbridge_image
-from .netns import (
-    DHCP_RANGE,
-    GATEWAY,
-    GATEWAY6,
-    HOST6_ADDRESS,
-    HOST_ADDRESS,
-    ROUTER_LL,
-    VM_ADDRESS,
-    readdress,
-    uplink,
-)
+from .conftest import GOLDEN_CASES, override_template, require_root, require_tool
+from .imagelab import Image, Lan, Machine, install, kvmbridge_image, readdressed_profile
+from .netns import DHCP_RANGE, GATEWAY, HOST_ADDRESS, VM_ADDRESS, uplink
+from .roots import seed_old_host
 
-UNITS = ("networking.service", "systemd-sysctl.service", "libvirtd.service")
+UNITS = ("networking.service", "systemd-sysctl.service", "libvirtd.service", "ssh.service")
 
 
 @pytest.fixture(scope="module")
@@ -41,54 +34,6 @@ def image() -> Image:
     for tool in ("debootstrap", "systemd-nspawn", "nsenter", "unshare", "ip", "dnsmasq", "ping"):
         require_tool(tool)
     return kvmbridge_image("base")
-
-
-def readdressed_profile(case: str, folder: Path) -> tuple[Path, HostProfile]:
-    """The golden profile's TOML with its static IPv4 moved onto the lab LAN, as `netns.readdress` does.
-
-    Edited as text so the CLI reads a real profile file; the result must load to
-    exactly `readdress(golden)`, so the edit cannot drift from the namespace tests.
-    """
-    text = (GOLDEN / f"{case}.toml").read_text()
-
-    def move(match: re.Match[str]) -> str:
-        line = match.group(0)
-        line = re.sub(r'address = "[^"]*"', f'address = "{HOST_ADDRESS}/24"', line)
-        line = re.sub(r'gateway = "[^"]*"', f'gateway = "{GATEWAY}"', line)
-        line = re.sub(r"dns = \[[^]]*\]", f'dns = ["{GATEWAY}"]', line)
-        if 'method = "static"' in line and "dns =" not in line:
-            line = line.replace(" }", f', dns = ["{GATEWAY}"] }}')
-        return line
-
-    def move6(match: re.Match[str]) -> str:
-        line = match.group(0)
-        if 'method = "static"' not in line:
-            return line
-        line = re.sub(r'address = "[^"]*"', f'address = "{HOST6_ADDRESS}/64"', line)
-        line = re.sub(
-            r'gateway = "([^"]*)"',
-            lambda m: f'gateway = "{ROUTER_LL if m[1].startswith("fe80:") else GATEWAY6}"',
-            line,
-        )
-        return re.sub(r"dns = \[[^]]+\]", f'dns = ["{GATEWAY6}"]', line)
-
-    path = folder / f"{case}.toml"
-    text = re.sub(r"(?m)^ipv6 = \{.*\}$", move6, text)
-    path.write_text(re.sub(r"(?m)^ipv4 = \{.*\}$", move, text))
-    profile = load_profile(path)
-    assert profile == readdress(load_profile(GOLDEN / f"{case}.toml"))
-    return path, profile
-
-
-def install(profile_path: Path, root: Path) -> None:
-    """The real CLI from outside the image, as an admin installs into a mounted root."""
-    result = subprocess.run(
-        [sys.executable, "-m", "kvmbridge", "install", str(profile_path), "--root", str(root)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 class _MachineView:
@@ -209,3 +154,120 @@ def test_dhcp_profile_with_hwaddress_keeps_its_lease_across_a_reboot(image: Imag
             leases.append(lease[0])
         assert leases[0] == leases[1], leases
         assert machine.boots == 2
+
+
+@pytest.mark.parametrize(("variant", "check"), [("ifupdown2", "ifquery --version"), ("netplan", "netplan --help")])
+def test_variant_images_boot_clean(variant: str, check: str, lan: Lan) -> None:
+    require_root()
+    require_tool("systemd-nspawn")
+    with Machine(lan, {"eth0": True}, imagelab.image(variant)) as machine:
+        assert machine.boot() == "running", machine.run("systemctl --failed --no-pager", check=False).stdout
+        machine.run(check)
+        packages = machine.run("dpkg-query -W -f '${Package} ${Status}\\n' ifupdown ifupdown2 netplan.io", check=False)
+        installed = {line.split()[0] for line in packages.stdout.splitlines() if line.endswith(" installed")}
+        assert installed == {"ifupdown2"} if variant == "ifupdown2" else {"netplan.io"}, packages.stdout
+
+
+def _fake_entry(cache: Path, name: str, key: str, manifest: str | None, systemd: bool = True) -> None:
+    root = cache / f"{name}-{key}" / "root"
+    (root / "usr/lib/systemd").mkdir(parents=True)
+    if systemd:
+        (root / "usr/lib/systemd/systemd").write_bytes(b"")
+    if manifest is not None:
+        (cache / f"{name}-{key}" / "manifest.json").write_text(manifest)
+
+
+def test_a_partial_or_foreign_cache_entry_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_root()
+    cache = Path(tempfile.mkdtemp(prefix="kvmbridge-cache-test-", dir="/var/tmp"))
+    try:
+        cache.chmod(0o755)
+        monkeypatch.setattr(imagelab, "CACHE", cache)
+        _fake_entry(cache, "base", "a" * 16, None)  # a build killed before its manifest
+        _fake_entry(cache, "base", "b" * 16, json.dumps({"key": "c" * 16}))  # renamed or tampered
+        _fake_entry(cache, "base", "d" * 16, "{not json")
+        _fake_entry(cache, "base", "e" * 16, json.dumps({"key": "e" * 16}), systemd=False)  # emptied root
+        _fake_entry(cache, "base", "f" * 16, json.dumps({"key": "f" * 16}))
+        for key in "abde":
+            assert imagelab._ready("base", key * 16) is None, key
+        assert imagelab._ready("base", "f" * 16) == cache / f"base-{'f' * 16}" / "root"
+        (cache / "link-0123").symlink_to(cache / f"base-{'f' * 16}")
+        assert imagelab._ready("link", "0123") is None
+    finally:
+        shutil.rmtree(cache)
+
+
+def test_a_cache_others_can_write_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_root()
+    cache = Path(tempfile.mkdtemp(prefix="kvmbridge-cache-test-", dir="/var/tmp"))
+    try:
+        monkeypatch.setattr(imagelab, "CACHE", cache)
+        _fake_entry(cache, "base", "f" * 16, json.dumps({"key": "f" * 16}))
+        for mode, uid in ((0o777, 0), (0o775, 0), (0o755, 65534)):
+            cache.chmod(mode)
+            os.chown(cache, uid, 0)
+            with pytest.raises(AssertionError, match="root-owned folder nobody else can write"):
+                imagelab._ready("base", "f" * 16)
+        os.chown(cache, 0, 0)
+        cache.chmod(0o755)
+        assert imagelab._ready("base", "f" * 16) is not None
+    finally:
+        shutil.rmtree(cache)
+
+
+def test_install_over_an_old_configuration_boots_and_keeps_the_old_network_defined(
+    image: Image, lan: Lan, tmp_path: Path
+) -> None:
+    path, _profile = readdressed_profile("article", tmp_path)
+    with Machine(lan, {"eth0": True}, image) as machine:
+        seed_old_host(machine.root)
+        install(path, machine.root)
+        assert machine.boot() == "running", machine.run("systemctl --failed --no-pager", check=False).stdout
+        assert lan.wait_ping(HOST_ADDRESS)
+        old = _net_info(machine, "default")
+        assert (old["Active"], old["Persistent"], old["Autostart"]) == ("no", "yes", "no"), old
+        assert _net_info(machine, "bridge-network")["Active"] == "yes"
+        assert machine.run("sysctl -n net.ipv4.ip_forward").stdout.strip() == "1"
+
+
+def test_a_template_without_bridge_ports_is_caught_by_the_boot(image: Image, lan: Lan, tmp_path: Path) -> None:
+    """The negative control: the same checks fail when the rendered bridge has no port."""
+    source = environment().loader.get_source(environment(), "etc/network/interfaces.j2")[0]  # type: ignore[union-attr]
+    broken = "\n".join(line for line in source.splitlines() if "bridge_ports" not in line) + "\n"
+    templates = override_template(tmp_path / "templates", "etc/network/interfaces.j2", broken)
+    path, _profile = readdressed_profile("article", tmp_path)
+    with Machine(lan, {"eth0": True}, image) as machine:
+        install(path, machine.root, "--templates", str(templates))
+        assert b"bridge_ports" not in (machine.root / "etc/network/interfaces").read_bytes()
+        assert machine.boot() == "degraded"
+        assert machine.failed_units() == ["networking.service"]
+        bridged = [link for link in machine.ip_json("link show type bridge_slave") if link]
+        assert bridged == [], bridged
+        assert not lan.wait_ping(HOST_ADDRESS, seconds=3), "the LAN reached a bridge without ports"
+
+
+OLD_HOSTS = {
+    "static": f"auto eth0\niface eth0 inet static\n    address {HOST_ADDRESS}/24\n    gateway {GATEWAY}\n",
+    "dhcp": "auto eth0\niface eth0 inet dhcp\n",
+}
+
+
+@pytest.mark.parametrize("method", sorted(OLD_HOSTS))
+def test_init_from_host_then_install_inside_then_reboot_keeps_the_address(method: str, image: Image, lan: Lan) -> None:
+    """The whole user story on the host itself: /opt/kvmbridge's CLI, `install` to /, `systemctl reboot`."""
+    if method == "dhcp":
+        lan.start_dhcp()
+    with Machine(lan, {"eth0": True}, image) as machine:
+        interfaces = machine.root / "etc/network/interfaces"
+        interfaces.write_text("auto lo\niface lo inet loopback\n\n" + OLD_HOSTS[method])
+        assert machine.boot() == "running"
+        before = [a["local"] for a in _ipv4(machine, "eth0")]
+        assert before and lan.wait_ping(before[0])
+        cli = "/opt/kvmbridge/bin/kvmbridge"
+        machine.run(f"{cli} init --from-host > /root/kvm01.toml && {cli} install /root/kvm01.toml")
+        machine.reboot()
+        assert machine.failed_units() == []
+        assert machine.ip_json("link show master br0")[0]["ifname"] == "eth0"
+        assert machine.ip_json("link show dev br0")[0]["address"] == machine.macs["eth0"]
+        assert [a["local"] for a in _ipv4(machine, "br0")] == before
+        assert lan.wait_ping(before[0]), "the host is not reachable at its old address after the reboot"
