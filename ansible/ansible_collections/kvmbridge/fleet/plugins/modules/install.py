@@ -1,0 +1,285 @@
+#!/usr/bin/python
+# Copyright (c) kvmbridge developers
+# MIT License (see https://opensource.org/licenses/MIT)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: install
+short_description: Install a kvmbridge profile on a KVM host for the next boot
+version_added: "0.1.0"
+description:
+  - Renders the bridge-mode configuration of a kvmbridge host profile (C(/etc/network/interfaces), sysctl.d files,
+    the udev rule, libvirt network XML) on the managed host and installs it with C(kvmbridge install) for activation
+    at the next boot, with backups, atomic writes and, optionally, a boot guard.
+  - The profile is a file on the controller; the action plugin reads it and sends its text.
+  - Runs C(kvmbridge diff --json) first. Nothing to change means no install at all, so a second run reports
+    C(changed=false) and arms no guard.
+  - Safety findings of severity C(warning) become Ansible warnings; the first C(error) finding fails the host
+    (C(msg) is that finding's line) unless O(force=true).
+  - In check mode nothing is written; C(changed) says whether an install would change a file.
+  - In diff mode each file that would change is returned before/after, as M(ansible.builtin.template) does.
+author:
+  - kvmbridge developers (@kvmbridge)
+options:
+  profile:
+    description:
+      - Path of the TOML host profile on the controller (relative paths are searched like M(ansible.builtin.copy)'s
+        C(src)).
+      - Its file name is kept on the host, so a profile without C(hostname) takes the name's stem.
+    type: str
+    required: true
+  content:
+    description:
+      - The profile's text. Set by the action plugin from O(profile); do not set it by hand.
+    type: str
+  confirm_within:
+    description:
+      - Arm a boot guard (C(--confirm-within)), for example C(45s), C(10m), C(1h) (30 seconds to 24 hours).
+      - Unless M(kvmbridge.fleet.confirm) runs within this time of the next boot, the host restores the backup
+        of this install and reboots into its old configuration.
+      - Armed only when files change; while a guard is armed, another install that would change files fails.
+    type: str
+  auto_confirm:
+    description:
+      - With O(confirm_within), the host confirms by itself once C(kvmbridge status) passes and the gateway
+        answers after the boot (C(--auto-confirm)).
+    type: bool
+    default: false
+  force:
+    description:
+      - Install despite blocking safety findings and files changed since kvmbridge wrote them (C(--force)).
+    type: bool
+    default: false
+  root:
+    description:
+      - The target root on the managed host (C(--root)); a staging tree or a mounted image instead of C(/).
+    type: path
+    default: /
+  executable:
+    description:
+      - The kvmbridge command on the managed host (the role M(kvmbridge.fleet.host) installs it there).
+    type: path
+    default: /opt/kvmbridge/bin/kvmbridge
+attributes:
+  check_mode:
+    support: full
+    description: Runs the plan (C(kvmbridge diff)); nothing is written.
+  diff_mode:
+    support: full
+    description: Returns each file that would change, before and after.
+  action:
+    support: full
+    description: An action plugin reads O(profile) on the controller.
+notes:
+  - Needs C(kvmbridge) on the managed host (see the role C(kvmbridge.fleet.host)) and root (C(become)).
+seealso:
+  - module: kvmbridge.fleet.status
+  - module: kvmbridge.fleet.confirm
+"""
+
+EXAMPLES = r"""
+- name: Install this host's profile, guarded for 10 minutes after the next boot
+  kvmbridge.fleet.install:
+    profile: "profiles/{{ inventory_hostname }}.toml"
+    confirm_within: 10m
+    auto_confirm: true
+  register: kvmbridge_install
+
+- name: Only show what would change (run with --check --diff)
+  kvmbridge.fleet.install:
+    profile: profiles/kvm01.toml
+  check_mode: true
+"""
+
+RETURN = r"""
+backup_id:
+  description: The backup set of this install (C(kvmbridge rollback ID) undoes it); null when nothing was written.
+  returned: always
+  type: str
+  sample: 20261128T170733.726165Z
+files:
+  description: Every file the profile renders, with what the install does to it.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: Absolute path on the target.
+      type: str
+      sample: /etc/network/interfaces
+    status:
+      description: create, update, drift, remove, unchanged or equivalent.
+      type: str
+      sample: update
+    blocked:
+      description: Why the file cannot be written, or null.
+      type: str
+    summary:
+      description: What the change means, one line each.
+      type: list
+      elements: str
+      sample: ["etc/network/interfaces: eth0 inet method static -> manual"]
+findings:
+  description: Safety findings against the target (C(kvmbridge diff --json)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Stable finding ID.
+      type: str
+      sample: KB102
+    severity:
+      description: error (blocks the install) or warning.
+      type: str
+    subject:
+      description: The file or interface concerned.
+      type: str
+    message:
+      description: What is wrong.
+      type: str
+    fix:
+      description: How to fix it.
+      type: str
+    line:
+      description: The one-line form kvmbridge prints.
+      type: str
+guard:
+  description: Whether a boot guard was armed by this install, and its duration.
+  returned: always
+  type: dict
+  sample: {"armed": true, "confirm_within": "10m", "auto_confirm": true}
+stdout_lines:
+  description: The install report of C(kvmbridge install) (empty when nothing was written).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.kvmbridge.fleet.plugins.module_utils.kvmbridge import (
+    COMMON_OPTIONS,
+    PROFILE_OPTIONS,
+    ProfileFile,
+    executable,
+    last_line,
+    run_json,
+)
+
+WRITES = ("create", "update", "drift", "remove")
+
+
+def finding_line(finding):
+    return "{severity}: {id} {subject}: {message} (fix: {fix})".format(**finding)
+
+
+def read_side(path):
+    """A file's text for the diff; a link as its target, as `kvmbridge diff` shows it."""
+    if os.path.islink(path):
+        return f"symlink -> {os.readlink(path)}\n"
+    if not os.path.isfile(path):
+        return ""
+    with open(path, "rb") as stream:
+        return stream.read().decode("utf-8", errors="replace")
+
+
+def file_diffs(module, profile, root, changes):
+    """Before/after of each file that would be written, from the target and from `kvmbridge render -o`."""
+    rendered = os.path.join(profile.folder, "rendered")
+    cmd = [executable(module), "render", profile.path, "-o", rendered]
+    rc, _out, err = module.run_command(cmd, environ_update={"LC_ALL": "C.UTF-8"})
+    if rc != 0:
+        module.fail_json(msg=last_line(err) or f"kvmbridge render exited {rc}", rc=rc, stderr=err, cmd=cmd)
+    diffs = []
+    for change in changes:
+        rel = change["path"].lstrip("/")
+        before_path = os.path.join(root, rel)
+        diffs.append(
+            {
+                "before_header": before_path if change["status"] != "create" else f"{before_path} (absent)",
+                "after_header": before_path if change["status"] != "remove" else f"{before_path} (removed)",
+                "before": read_side(before_path),
+                "after": "" if change["status"] == "remove" else read_side(os.path.join(rendered, rel)),
+            }
+        )
+    return diffs
+
+
+def install_args(params, path):
+    args = ["install", path, "--root", params["root"]]
+    if params["force"]:
+        args.append("--force")
+    if params["confirm_within"]:
+        args += ["--confirm-within", params["confirm_within"]]
+        if params["auto_confirm"]:
+            args.append("--auto-confirm")
+    return args
+
+
+def backup_id_of(stdout):
+    for line in stdout.splitlines():
+        if line.startswith("backup: "):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            **PROFILE_OPTIONS,
+            "confirm_within": {"type": "str"},
+            "auto_confirm": {"type": "bool", "default": False},
+            "force": {"type": "bool", "default": False},
+            **COMMON_OPTIONS,
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["auto_confirm"] and not params["confirm_within"]:
+        module.fail_json(msg="auto_confirm: needs confirm_within (the guard it would confirm)")
+    with ProfileFile(module) as profile:
+        rc, plan = run_json(module, ["diff", profile.path, "--root", params["root"]], ok_codes=(0, 1))
+        changes = plan.get("changes", [])
+        findings = [{**f, "line": finding_line(f)} for f in plan.get("findings", [])]
+        result = {
+            "changed": False,
+            "backup_id": None,
+            "files": [{k: c.get(k) for k in ("path", "status", "blocked", "summary")} for c in changes],
+            "findings": findings,
+            "guard": {
+                "armed": False,
+                "confirm_within": params["confirm_within"],
+                "auto_confirm": params["auto_confirm"],
+            },
+            "stdout_lines": [],
+        }
+        for finding in findings:
+            if finding["severity"] == "warning":
+                module.warn(finding["line"])
+        errors = [f for f in findings if f["severity"] == "error"]
+        if errors and not params["force"]:
+            module.fail_json(msg=errors[0]["line"], **result)
+        pending = [c for c in changes if c["status"] in WRITES]
+        if module._diff and pending:
+            result["diff"] = file_diffs(module, profile, params["root"], pending)
+        if not pending or module.check_mode:
+            result["changed"] = bool(pending)
+            module.exit_json(**result)
+        cmd = [executable(module), *install_args(params, profile.path)]
+        rc, out, err = module.run_command(cmd, environ_update={"LC_ALL": "C.UTF-8"})
+        result["stdout_lines"] = out.splitlines()
+        if rc != 0:
+            msg = last_line(err) or f"kvmbridge install exited {rc}"
+            module.fail_json(msg=msg, rc=rc, stderr=err, cmd=cmd, **result)
+        result["backup_id"] = backup_id_of(out)
+        result["changed"] = result["backup_id"] is not None
+        result["guard"]["armed"] = bool(result["changed"] and params["confirm_within"])
+        module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
