@@ -511,6 +511,7 @@ class Lan:
     name: str = ""
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kvmbridge-lan-")))
     namespaces: list[str] = field(default_factory=list)
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.name = f"kbl-{self.tag}-lan"
@@ -522,6 +523,10 @@ class Lan:
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for child in self.children:
+            child.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(10)
         for ns in reversed(self.namespaces):
             delete_namespace(ns)
         shutil.rmtree(self.work, ignore_errors=True)
@@ -536,22 +541,31 @@ class Lan:
         return run(["nsenter", f"--net=/run/netns/{self.name}", "sh", "-c", command], check=check, timeout=timeout)
 
     def start_dhcp(self) -> None:
-        self.sh(
-            shlex.join(
-                [
-                    "dnsmasq",
-                    "--conf-file=/dev/null",
-                    "--port=0",
-                    "--interface=lanbr",
-                    "--bind-interfaces",
-                    f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
-                    f"--dhcp-option=3,{GATEWAY}",
-                    f"--dhcp-leasefile={self.work / 'dnsmasq.leases'}",
-                    f"--pid-file={self.work / 'dnsmasq.pid'}",
-                    "--dhcp-authoritative",
-                ]
-            )
-        )
+        """dnsmasq serving 198.51.100.100-150 on lanbr; a child of this process, so it is reaped, not left a zombie."""
+        lease, pidfile = self.work / "dnsmasq.leases", self.work / "dnsmasq.pid"
+        argv = [
+            "nsenter",
+            f"--net=/run/netns/{self.name}",
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=lanbr",
+            "--bind-interfaces",
+            f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
+            f"--dhcp-option=3,{GATEWAY}",
+            f"--dhcp-leasefile={lease}",
+            f"--pid-file={pidfile}",
+            f"--log-facility={self.work / 'dnsmasq.log'}",
+            "--dhcp-authoritative",
+        ]
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.children.append(process)
+        deadline = time.monotonic() + 10
+        while not pidfile.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dnsmasq did not start: {process.communicate(timeout=5)[1].decode()}")
+            time.sleep(0.02)
 
     def leases(self) -> list[str]:
         path = self.work / "dnsmasq.leases"
@@ -801,15 +815,21 @@ class Machine:
         return self.boot(timeout)
 
     def power_loss(self) -> None:
-        """Pull the plug: SIGKILL the container's PID 1 (its whole PID namespace dies) and nspawn."""
+        """Pull the plug: SIGKILL the container's PID 1 (its whole PID namespace dies), then nspawn.
+
+        nspawn is left a moment to reap PID 1 itself (it is its parent), so no
+        zombie of the container outlives the machine.
+        """
         if self.leader is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.leader, signal.SIGKILL)
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
                 self.process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(30)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(30)
         if self.netns:
             delete_namespace(self.netns)
         self._stopped()

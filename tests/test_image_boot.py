@@ -276,3 +276,33 @@ def test_init_from_host_then_install_inside_then_reboot_keeps_the_address(method
         assert machine.ip_json("link show dev br0")[0]["address"] == machine.macs["eth0"]
         assert [a["local"] for a in _ipv4(machine, "br0")] == before
         assert lan.wait_ping(before[0]), "the host is not reachable at its old address after the reboot"
+
+
+def _identity(pid: int) -> tuple[int, str]:
+    """A process is its PID and start time: PIDs are reused quickly on a busy machine."""
+    try:
+        return pid, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return pid, "gone"
+
+
+def test_everything_is_torn_down_when_a_test_fails_inside_a_booted_machine(image: Image) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), Lan() as lan:
+        lan.start_dhcp()
+        dnsmasq = _identity(int((lan.work / "dnsmasq.pid").read_text()))
+        with Machine(lan, {"eth0": True}, image) as machine:
+            machine.boot()
+            assert machine.leader is not None
+            seen = (lan.name, machine.netns, machine.root, _identity(machine.leader), machine._cgroups())
+            raise Boom
+    lan_ns, machine_ns, root, leader, cgroups = seen
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert lan_ns not in namespaces and machine_ns not in namespaces
+    assert subprocess.run(["mountpoint", "-q", str(root)], check=False).returncode != 0
+    assert not root.parent.exists() and not lan.work.exists()
+    assert _identity(leader[0]) != leader, "the container's PID 1 outlived the machine"
+    assert _identity(dnsmasq[0]) != dnsmasq, "dnsmasq outlived the LAN"
+    assert cgroups and not any(c.exists() for c in cgroups)

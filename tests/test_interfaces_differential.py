@@ -12,8 +12,10 @@ KVMBRIDGE_DIFF_EXAMPLES sets the number of generated files (CI default 150).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,6 +37,7 @@ RECORDER_DIR = tempfile.mkdtemp(prefix="kvmbridge-mapping-")
 RECORDER = f"{RECORDER_DIR}/recorder"
 Path(RECORDER).write_text('#!/bin/sh\necho "mapping $1" >&2\nsed "s/^/  map: /" >&2\necho "$1"\n')
 os.chmod(RECORDER, 0o755)
+atexit.register(shutil.rmtree, RECORDER_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import KvmbridgeError
+from .formats import ifupdown2
 from .formats import interfaces as interfaces_format
 from .formats.ifupdown_sources import DictFiles, HostFiles, SourceFiles
 from .rules import check_hostname, check_ifname
@@ -117,11 +118,19 @@ def scan_host() -> Starter:
         resolv = b""
     with open("/proc/sys/net/ipv4/ip_forward", "rb") as handle:
         forwarding = handle.read().strip() == b"1"
-    return starter_from_host(read_live_host(), HostFiles("/"), resolv, socket.gethostname(), forwarding)
+    files = HostFiles("/")
+    dialect = "ifupdown2" if os.path.isdir("/usr/share/ifupdown2") else "ifupdown"
+    return starter_from_host(read_live_host(), files, resolv, socket.gethostname(), forwarding, dialect=dialect)
 
 
 def starter_from_host(
-    live: LiveHost, config: dict[str, bytes] | SourceFiles, resolv: bytes, hostname: str, ip_forward: bool
+    live: LiveHost,
+    config: dict[str, bytes] | SourceFiles,
+    resolv: bytes,
+    hostname: str,
+    ip_forward: bool,
+    *,
+    dialect: str = "ifupdown",
 ) -> Starter:
     """Bridge the NIC that carries the default route, keeping its addresses (both families), gateways and MAC."""
     route4, route6 = live.default_route(), live.default_route6()
@@ -140,7 +149,7 @@ def starter_from_host(
     else:
         bridge, ports = _free_bridge_name(live), [nic]
     port = ports[0] if ports else nic
-    parsed, problem = read_config(DictFiles(config) if isinstance(config, dict) else config)
+    parsed, problem = read_config(DictFiles(config) if isinstance(config, dict) else config, dialect)
     if problem:
         notes.append(problem)
     dns = _dns(parsed, nic, resolv)
@@ -254,24 +263,28 @@ def _free_bridge_name(live: LiveHost) -> str:
     return next(f"br{i}" for i in range(100) if f"br{i}" not in names)
 
 
-def read_config(files: SourceFiles) -> tuple[interfaces_format.Interfaces, str | None]:
-    """/etc/network/interfaces and what it sources, as ifupdown reads them; never raises.
+def read_config(files: SourceFiles, dialect: str = "ifupdown") -> tuple[interfaces_format.Interfaces, str | None]:
+    """/etc/network/interfaces and what it sources, as the host's ifupdown (or ifupdown2) reads them.
 
-    A file ifupdown refuses gives an empty reading and one line saying where and why.
+    Never raises: a file the tool refuses gives an empty reading and one line saying where and why.
     """
+    load = ifupdown2.load if dialect == "ifupdown2" else interfaces_format.load
     try:
-        return interfaces_format.load("/etc/network/interfaces", files), None
+        return load("/etc/network/interfaces", files), None
     except interfaces_format.InterfacesError as exc:
         if exc.line == 0 and exc.reason == "couldn't open interfaces file" and exc.file == "/etc/network/interfaces":
             return interfaces_format.Interfaces(), None
         return (
             interfaces_format.Interfaces(),
-            f"{_printable(str(exc))} (ifupdown refuses this file; nothing carried over from it)",
+            f"{_printable(str(exc))} ({dialect} refuses this file; nothing carried over from it)",
         )
 
 
 def _printable(text: str) -> str:
-    return text if text.isprintable() else ascii(text)[1:-1]
+    if text.isprintable():
+        return text
+    raw = text.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
 
 
 def _dns(parsed: interfaces_format.Interfaces, nic: str, resolv: bytes) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import KvmbridgeError
 from .fileset import RenderedSet
-from .formats import NETXML
+from .formats import NETXML, ifupdown2
 from .formats import interfaces as interfaces_format
 from .formats.ifupdown_sources import expand_source
 from .hostscan import LiveHost
@@ -69,7 +69,7 @@ def check_target(profile: HostProfile, files: RenderedSet, root: Root, state: St
     packages = read_dpkg_status(root)
     findings = [
         *_other_managers(profile, root),
-        *_sourced_files(profile, root),
+        *_sourced_files(profile, root, "ifupdown2" if packages and "ifupdown2" in packages else "ifupdown"),
         *_pending_writers(profile, root),
         *_libvirt_networks(files, root, state),
     ]
@@ -166,13 +166,15 @@ def _other_managers(profile: HostProfile, root: Root) -> Iterator[Finding]:
                 )
 
 
-def _sourced_files(profile: HostProfile, root: Root) -> Iterator[Finding]:
+def _sourced_files(profile: HostProfile, root: Root, dialect: str) -> Iterator[Finding]:
     """Files our `source` lines pull in still configuring what the profile owns.
 
-    Read with ifupdown's own rules (`source` goes through wordexp and globs,
-    `source-directory` reads only `[A-Za-z0-9_-]` names); a file ifupdown
-    refuses is a finding of its own, never skipped.
+    Read with the rules of the host's tool (ifupdown: `source` goes through
+    wordexp and globs, `source-directory` reads only `[A-Za-z0-9_-]` names;
+    ifupdown2 when the target has it installed); a file that tool refuses is
+    a finding of its own, never skipped.
     """
+    load = ifupdown2.load if dialect == "ifupdown2" else interfaces_format.load
     owned = _names(profile)
     ours = {b.ipv4.address.split("/")[0] for b in profile.bridges.values() if b.ipv4.address}
     files = RootFiles(root)
@@ -181,13 +183,13 @@ def _sourced_files(profile: HostProfile, root: Root) -> Iterator[Finding]:
             try:
                 if files.read(path) is None:
                     continue
-                parsed = interfaces_format.load(path, files)
+                parsed = load(path, files)
             except interfaces_format.InterfacesError as exc:
                 yield Finding(
                     "KB110",
                     "error",
                     exc.file,
-                    f"ifupdown refuses this sourced file ({exc.reason}, line {exc.line}); "
+                    f"{dialect} refuses this sourced file ({exc.reason}, line {exc.line}); "
                     "what it configures cannot be checked",
                     f"fix or remove {exc.file}",
                 )

@@ -62,6 +62,8 @@ class Stanza:
     file: str
     line: int
     inherits: str | None = None
+    kind: str = "iface"  # ifupdown2 also has `vlan` stanzas
+    auto: bool = False  # ifupdown2 marks a stanza auto when an earlier `auto` line names it
 
     def get(self, name: str) -> str | None:
         return next((o.value for o in self.options if o.name == name), None)

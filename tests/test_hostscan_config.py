@@ -1,0 +1,74 @@
+"""`init --from-host` reads the host's interfaces files through the parsers and never raises:
+each odd construct gives a profile (with a note) or one clear line. Pure: `ip -j` facts
+are given, not read."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvmbridge.hostscan import LiveHost, starter_from_host
+from kvmbridge.starter import starter_profile
+
+LIVE = LiveHost(
+    links=[{"ifname": "lo"}, {"ifname": "eth0", "address": "02:00:00:00:00:01"}],
+    addrs=[
+        {
+            "ifname": "eth0",
+            "addr_info": [{"family": "inet", "local": "198.51.100.7", "prefixlen": 24, "scope": "global"}],
+        }
+    ],
+    routes=[{"dst": "default", "gateway": "198.51.100.1", "dev": "eth0"}],
+)
+CONSTRUCTS = {
+    "family-less stanza (ifupdown2 style)": b"auto swp1\niface swp1\n  mtu 9000\n",
+    "bare iface": b"iface\n",
+    "tab after iface": b"iface\teth0\tinet\tstatic\n\taddress\t198.51.100.7/24\n\tdns-nameservers\t198.51.100.53\n",
+    "duplicates": b"iface eth3 inet static\n address 198.51.100.3/24\niface eth3 inet static\n pre-up true\n",
+    "inherits": b"iface a inet manual\niface b inherits a\n",
+    "inherits without a parent": b"iface b inherits\n",
+    "mapping": b"mapping eth*\n script /bin/true\n map x\n",
+    "misplaced option": b"address 198.51.100.1\n",
+    "unknown method": b"iface eth0 inet bogus\n",
+    "crlf and backslash": b"iface eth0 inet static\\\r\n address 198.51.100.7/24\r\n",
+    "not utf-8": b"iface \xff\xfe inet manual\n",
+    "NUL byte": b"iface eth0 inet manual\n\0\n",
+    "template": b"%for i in range(2):\niface swp${i}\n%endfor\n",
+}
+
+
+@pytest.mark.parametrize("dialect", ["ifupdown", "ifupdown2"])
+@pytest.mark.parametrize("name", sorted(CONSTRUCTS))
+def test_from_host_gives_a_profile_or_one_line_for_every_odd_construct(name: str, dialect: str) -> None:
+    starter = starter_from_host(
+        LIVE, {"/etc/network/interfaces": CONSTRUCTS[name]}, b"", "kvm01", False, dialect=dialect
+    )
+    text = starter_profile(starter)
+    assert 'ports = ["eth0"]' in text
+    for note in starter.notes:
+        assert "\n" not in note
+        assert note.isprintable()
+        assert note.isascii() or "\\x" not in note
+
+
+def test_a_refused_file_is_named_with_its_line_and_the_tools_reason() -> None:
+    starter = starter_from_host(LIVE, {"/etc/network/interfaces": b"auto lo\niface swp1\n"}, b"", "kvm01", False)
+    assert (
+        "/etc/network/interfaces:2: unknown or no address type and no inherits keyword specified "
+        "(ifupdown refuses this file; nothing carried over from it)"
+    ) in starter.notes
+
+
+def test_dns_comes_from_a_tab_separated_stanza() -> None:
+    starter = starter_from_host(LIVE, {"/etc/network/interfaces": CONSTRUCTS["tab after iface"]}, b"", "k", False)
+    assert starter.dns == ("198.51.100.53",)
+
+
+def test_sourced_files_follow_ifupdowns_rules() -> None:
+    config = {
+        "/etc/network/interfaces": b"source-directory interfaces.d\n",
+        "/etc/network/interfaces.d/eth9": b"iface eth9 inet manual\n",
+        "/etc/network/interfaces.d/eth8.cfg": b"iface eth8 inet manual\n",
+    }
+    notes = starter_from_host(LIVE, config, b"", "kvm01", False).notes
+    assert any("interfaces.d/eth9:1 also configures eth9" in n for n in notes)
+    assert not any("eth8" in n for n in notes)
