@@ -140,3 +140,55 @@ def interfaces_files(draw: st.DrawFn, recorder: str) -> bytes:
     if text and draw(st.integers(0, 9)) == 0:
         text = text.rstrip("\n")  # no newline at the end
     return text.encode()
+
+
+IFUPDOWN2_OPTIONS = [
+    "address",
+    "netmask",
+    "broadcast",
+    "gateway",
+    "mtu",
+    "bridge-ports",
+    "bridge_ports",
+    "bridge-vlan-aware",
+    "bridge-vids",
+    "alias",
+    "up",
+    "post-up",
+    "vrf",
+]
+
+
+@st.composite
+def ifupdown2_files(draw: st.DrawFn) -> bytes:
+    """ifupdown2-style files: family-less stanzas, ranges, vlan stanzas, `_`/`-` names, $IFACE, backslashes."""
+    names = ["swp1", "swp2", "br0", "bond0", "eth0", "swp[1-3]", "br0.10", "eth0:1"]
+    lines: list[str] = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["iface", "iface", "iface", "auto", "allow", "vlan", "comment"]))
+        if kind == "auto":
+            lines.append("auto" + "".join(draw(SEP2) + n for n in draw(st.lists(st.sampled_from(names), min_size=1, max_size=3))))
+        elif kind == "allow":
+            lines.append("allow-hotplug " + draw(st.sampled_from(names)))
+        elif kind == "comment":
+            lines.append(draw(st.sampled_from(["", " ", "\t"])) + "# " + draw(st.sampled_from(["x", "a b", "%"])))
+        else:
+            head = [kind, draw(st.sampled_from(names))]
+            family = draw(st.sampled_from(["", "", "inet", "inet6"]))
+            if family and kind == "iface":
+                head.append(family)
+                head += [draw(st.sampled_from(["static", "manual", "dhcp", "loopback"]))] if draw(st.booleans()) else []
+            lines.append(draw(SEP2).join(head))
+            for _ in range(draw(st.integers(0, 5))):
+                name = draw(st.sampled_from(IFUPDOWN2_OPTIONS))
+                text = draw(st.text(VALUE2, min_size=1, max_size=12).filter(lambda t: t.strip(" \t") != ""))
+                if draw(st.integers(0, 5)) == 0:
+                    text += " $IFACE"
+                if draw(st.integers(0, 7)) == 0:
+                    text += " \\\n    more"
+                lines.append(draw(st.sampled_from(["    ", "\t", "  "])) + name + draw(SEP2) + text)
+    return "".join(line + "\n" for line in lines).encode()
+
+
+SEP2 = st.sampled_from([" ", "\t", "  ", " \t"])
+VALUE2 = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="%$\\{}")

@@ -20,11 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from kvmbridge.formats import ifupdown2
 from kvmbridge.formats.interfaces import Interfaces, InterfacesError
 
 from .conftest import require_root, require_tool
+from .interfaces_grammar import ifupdown2_files
 
 CORPUS = Path(__file__).parent / "data/interfaces-corpus"
 STYLE = ("ifupdown2-", "ifupdown-ng-", "host-")
@@ -146,3 +148,17 @@ def test_bridge_ports_globs_and_ranges_expand_as_ifupdown2_expands_them() -> Non
         "swp8.10",
         "eno1",
     ]
+
+
+GENERATED = int(os.environ.get("KVMBRIDGE_IFUPDOWN2_EXAMPLES", "8"))
+
+
+@settings(
+    max_examples=GENERATED,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(ifupdown2_files())
+def test_generated_ifupdown2_file_reads_as_ifupdown2_reads_it(ifupdown2_root: Path, raw: bytes) -> None:
+    agree, why = compare(ifupdown2_root, raw, "generated")
+    assert agree, f"{raw!r}\n{why}"
