@@ -167,7 +167,9 @@ def ifupdown2_files(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(1, 6))):
         kind = draw(st.sampled_from(["iface", "iface", "iface", "auto", "allow", "vlan", "comment"]))
         if kind == "auto":
-            lines.append("auto" + "".join(draw(SEP2) + n for n in draw(st.lists(st.sampled_from(names), min_size=1, max_size=3))))
+            lines.append(
+                "auto" + "".join(draw(SEP2) + n for n in draw(st.lists(st.sampled_from(names), min_size=1, max_size=3)))
+            )
         elif kind == "allow":
             lines.append("allow-hotplug " + draw(st.sampled_from(names)))
         elif kind == "comment":
