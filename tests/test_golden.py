@@ -96,28 +96,6 @@ def test_broken_xml_template_fails_at_render(tmp_path: Path) -> None:
     assert result.stderr.startswith("template etc/libvirt/qemu/networks/network.xml.j2: renders malformed XML")
 
 
-def test_template_cache_is_used_only_in_a_folder_nobody_else_can_write(tmp_path: Path) -> None:
-    import os
-
-    from kvmbridge.render import trusted_folder
-
-    mine = tmp_path / "mine"
-    mine.mkdir(mode=0o700)
-    assert trusted_folder(str(mine))
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(0o777)
-    assert not trusted_folder(str(shared))
-    inside = shared / "cache"
-    inside.mkdir(mode=0o700)
-    assert not trusted_folder(str(inside))  # whoever can write `shared` can swap `cache`
-    if os.geteuid() == 0:
-        theirs = tmp_path / "theirs"
-        theirs.mkdir(mode=0o700)
-        os.chown(theirs, 1234, 1234)
-        assert not trusted_folder(str(theirs))
-
-
 def test_render_keeps_lxml_and_deepdiff_off_its_import_path() -> None:
     import subprocess
     import sys

@@ -49,7 +49,9 @@ def ipv4_block(draw: st.DrawFn) -> dict[str, Any]:
         dns = draw(st.lists(st.ip_addresses().map(str), max_size=2)) if method == "dhcp" else []
         return {"method": method, "dns": dns}
     prefix = draw(st.integers(8, 30))
-    net = ipaddress.IPv4Network((draw(st.integers(0x0B000000, 0xDF000000)), prefix), strict=False)
+    # Unicast, not loopback: 127/8 is refused by the rules, so drawing it made this test flaky.
+    first = draw(st.integers(11, 223).filter(lambda octet: octet != 127))
+    net = ipaddress.IPv4Network(((first << 24) | draw(st.integers(0, 2**24 - 1)), prefix), strict=False)
     hosts = net.num_addresses - 2
     address = net.network_address + draw(st.integers(1, hosts))
     block: dict[str, Any] = {"method": "static", "address": f"{address}/{prefix}"}

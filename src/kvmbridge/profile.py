@@ -37,14 +37,24 @@ def _label(path: Path) -> str:
     return text if text.isprintable() else repr(text)
 
 
+PROFILE_LIMIT = 1 << 20  # a host profile is a few KiB; a device or a 50 GB sparse file is refused, not read
+MAX_NESTING = 16
+
+
 def read_profile_text(path: Path) -> str:
+    """Only a regular file of bounded size: a FIFO, a device or /dev/zero is one line, never a hang."""
+    from .errors import KvmbridgeError
+    from .root import read_regular
+
     label = _label(path)
     try:
-        data = path.read_bytes()
+        data = read_regular(None, path, PROFILE_LIMIT, label, follow=True)
     except FileNotFoundError:
         raise ProfileError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise ProfileError(f"{label}: is a directory, not a profile") from None
+    except KvmbridgeError as exc:
+        if exc.lines == (f"{label}: is a directory, not a file",):
+            raise ProfileError(f"{label}: is a directory, not a profile") from None
+        raise ProfileError(*exc.lines) from None
     except OSError as exc:
         raise ProfileError(f"{label}: cannot read: {exc.strerror}") from None
     if b"\0" in data:
@@ -62,12 +72,29 @@ def parse_profile(text: str, label: str, *, default_hostname: str, source_name: 
     """Validate profile text; `label` names the file in every message."""
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        raise ProfileError(f"{label}: arrays or tables nested too deeply (more than {MAX_NESTING} levels)") from None
     except tomllib.TOMLDecodeError as exc:
         found = _TOML_POSITION.match(str(exc))
         where = f"line {found['line']}, column {found['col']}: " if found else ""
         msg = found["msg"] if found else str(exc)
         raise ProfileError(f"{label}: {where}TOML syntax error: {msg}") from None
+    if _depth(raw) > MAX_NESTING:
+        raise ProfileError(f"{label}: arrays or tables nested too deeply (more than {MAX_NESTING} levels)")
     return build_profile(raw, label, default_hostname=default_hostname, source_name=source_name)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion: every later walk over the profile may then recurse safely."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def build_profile(raw: dict[str, Any], label: str, *, default_hostname: str, source_name: str) -> HostProfile:

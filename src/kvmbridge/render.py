@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 
+from .bytecode_cache import bytecode_cache
 from .errors import KvmbridgeError
 from .fileset import RenderedFile, RenderedSet
 from .model import HostProfile
@@ -36,7 +36,7 @@ def environment(override: Path | None = None) -> jinja2.Environment:
         loaders.insert(0, jinja2.FileSystemLoader(str(override)))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
-        bytecode_cache=_bytecode_cache(),
+        bytecode_cache=bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         autoescape=lambda name: name is not None and name.endswith(".xml.j2"),
         keep_trailing_newline=True,
@@ -45,44 +45,6 @@ def environment(override: Path | None = None) -> jinja2.Environment:
     )
     env.filters["xml_comment"] = _xml_comment
     return env
-
-
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """Compiling the templates is most of a render after start-up; cache it like .pyc files.
-
-    Jinja checks each cached entry against its template's checksum, so an
-    edited template is never served stale. Cached entries are code, so the
-    folder is used only when nobody else could have written it (kvmbridge
-    runs as root, perhaps with a user's HOME or XDG_CACHE_HOME); otherwise
-    templates are simply compiled.
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "kvmbridge", "jinja")
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    except OSError:
-        return None
-    if not os.access(folder, os.W_OK) or not trusted_folder(folder):
-        return None
-    return jinja2.FileSystemBytecodeCache(folder)
-
-
-def trusted_folder(folder: str) -> bool:
-    """Owned by us or root, and no one else can write it or swap any folder above it."""
-    me = os.geteuid()
-    path = os.path.realpath(folder)
-    while True:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        sticky = bool(st.st_mode & 0o1000)
-        if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not (sticky and path != os.path.realpath(folder))):
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
 
 
 def header(profile: HostProfile) -> str:

@@ -470,18 +470,21 @@ def _finish(fd: int, mode: int, uid: int | None, gid: int | None, *, mtime_ns: i
         os.utime(fd, ns=(mtime_ns, mtime_ns))
 
 
-def read_regular(dirfd: int | None, name: str | Path, limit: int, label: Path | str) -> bytes:
+def read_regular(dirfd: int | None, name: str | Path, limit: int, label: Path | str, *, follow: bool = False) -> bytes:
     """Read a regular file of at most `limit` bytes; a FIFO, device or huge file is an error, not a hang."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+        fd = os.open(name, flags, dir_fd=dirfd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise KvmbridgeError(f"{label}: is a symlink; refusing to follow it") from None
         raise
     try:
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise KvmbridgeError(f"{label}: is a directory, not a file")
         if not stat.S_ISREG(st.st_mode):
-            raise KvmbridgeError(f"{label}: is not a regular file")
+            raise KvmbridgeError(f"{label}: is not a regular file (a FIFO, socket or device)")
         if st.st_size > limit:
             raise KvmbridgeError(f"{label}: is larger than {limit} bytes; not a file kvmbridge reads")
         chunks, size = [], 0

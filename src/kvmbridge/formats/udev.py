@@ -9,19 +9,39 @@ _PAIR = re.compile(r'\s*([A-Za-z_]+(?:\{[^}]*\})?)\s*(==|!=|\+=|-=|:=|=)\s*"((?:
 Triple = tuple[str, str, str]
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n|\0")
+_WHITESPACE = " \t\n\r"
+
+
 def parse(data: bytes) -> list[list[Triple]]:
-    """Each rule as its triples; a line that is not all pairs yields a ("?", "", line) triple."""
+    """Each rule as its triples; a line that is not all pairs yields a ("?", "", line) triple.
+
+    Lines are joined exactly as systemd's udev_rules_parse_file() does: a line
+    whose first non-blank character is `#` is a comment and ends there, even
+    when it ends in a backslash, and is skipped even inside a continuation; any
+    other line ending in a backslash continues on the next one. A continuation
+    still open at the end of the file is kept as an unknown triple (udev drops
+    it with an error), so it can never look equivalent to a clean file.
+    """
     rules: list[list[Triple]] = []
-    pending = ""
-    for raw in data.decode("utf-8", "replace").splitlines():
-        if raw.endswith("\\"):
-            pending += raw[:-1]
+    pending: str | None = None
+    lines = _LINE_END.split(data.decode("utf-8", "replace"))
+    if lines and not lines[-1]:
+        lines.pop()  # the end of the last line, not an empty line of its own
+    for raw in lines:
+        line = raw.lstrip(_WHITESPACE)
+        if line.startswith("#"):
             continue
-        line = (pending + raw).strip()
-        pending = ""
-        if not line or line.startswith("#"):
+        if pending is not None:
+            line = pending + line
+        if line.endswith("\\"):
+            pending = line[:-1]
             continue
-        rules.append(_pairs(line))
+        pending = None
+        if line.strip(_WHITESPACE):
+            rules.append(_pairs(line.strip(_WHITESPACE)))
+    if pending is not None:
+        rules.append([("?", "", pending)])
     return rules
 
 
