@@ -78,3 +78,25 @@ class FaultyRoot(Root):
         self.log.append(f"{what} {path}")
         if self.count == self.fail_at or (self.fail_after_first and self.count > self.fail_at):
             raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
+
+
+def make_sentinel(folder: Path) -> Path:
+    """A folder outside every root a test uses: whatever happens, it must stay byte-identical."""
+    for rel, data in {
+        "passwd": b"root:x:0:0:root:/root:/bin/bash\n",
+        "etc/network/interfaces": b"# the host's real interfaces file\n",
+        "etc/sysctl.d/bridge.conf": b"# not kvmbridge's\n",
+        "etc/udev/rules.d/99-bridge.rules": b"# not kvmbridge's\n",
+        "etc/libvirt/qemu/networks/bridge-network.xml": b"<network/>\n",
+        "var/lib/kvmbridge/keep": b"keep\n",
+        "var/backups/kvmbridge/keep": b"keep\n",
+        "state.json": b"{}\n",
+    }.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+def no_traceback(*texts: str) -> bool:
+    return not any("Traceback" in text or "Error:" in text for text in texts)

@@ -13,7 +13,18 @@ from .fileset import RenderedSet
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
 from .root import Interrupted, Root, sha256_of
-from .state import LOCK, STATE, Entry, Manifest, State, list_backups, read_manifest, read_state, unfinished_manifest
+from .state import (
+    BACKUPS,
+    LOCK,
+    STATE,
+    Entry,
+    Manifest,
+    State,
+    list_backups,
+    read_manifest,
+    read_state,
+    unfinished_manifest,
+)
 from .transaction import Op, apply, new_backup_id, remove_empty_folders, restore_ops, signals_undo
 
 
@@ -41,6 +52,16 @@ def locked(root: Root) -> Iterator[None]:
             raise RolledBackError(f"{exc.strerror}; nothing was changed") from None
 
 
+def refuse_linked_areas(root: Root) -> None:
+    """Our own state and backup folders are written too: never through a link, whatever --force says."""
+    for area in (STATE, f"{BACKUPS}/ID"):
+        linked = root.symlinked_folder(area)
+        if linked is not None:
+            raise RefusedError(
+                f"{linked}: is a symlink (or not a folder); refusing to write through it; nothing was changed"
+            )
+
+
 def preflight(plan: Plan, force: bool) -> None:
     """Refuse before the first write: blocked targets, then drift (unless --force)."""
     hard = [c for c in plan.blocked if not (c.forceable and force)]
@@ -66,6 +87,7 @@ def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_pat
         plan = checked_plan(files, root, force)
         if plan.in_sync:
             return InstallResult(plan, None)
+        refuse_linked_areas(root)
         root.remove_stale_temps({os.path.dirname(c.path) for c in plan.changes})
         backup_id = new_backup_id(root)
         ops = [_op(c) for c in plan.pending]
@@ -149,6 +171,7 @@ def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifes
             if isinstance(exc, Interrupted):
                 raise
             raise KvmbridgeError(f"{root.path('/var/backups/kvmbridge')}/{chosen.id}: {exc.strerror or exc}") from None
+        refuse_linked_areas(root)
         root.remove_stale_temps({os.path.dirname(entry.path) for entry in chosen.entries})
         if not ops:
             return chosen, None

@@ -82,9 +82,12 @@ class State:
 def _decode(root: Root, dest: str, kind: type[Any]) -> Any:
     """Read and schema-check one metadata file; every problem is one line naming it."""
     where = root.path(dest)
+    linked = root.symlinked_folder(dest)
+    if linked is not None:
+        raise RefusedError(f"{linked}: is a symlink (or not a folder); refusing to read {where} through it")
     on_disk = root.read(dest, limit=METADATA_LIMIT)
     if on_disk.kind != "file" or on_disk.data is None:
-        raise KvmbridgeError(f"{where}: is a {on_disk.kind}, not a regular file; move it away")
+        raise KvmbridgeError(f"{where}: is not a regular file; move it away")
     try:
         return msgspec.json.decode(on_disk.data, type=kind)
     except (msgspec.DecodeError, RecursionError) as exc:
