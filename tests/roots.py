@@ -100,3 +100,21 @@ def make_sentinel(folder: Path) -> Path:
 
 def no_traceback(*texts: str) -> bool:
     return not any("Traceback" in text or "Error:" in text for text in texts)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL in-process: no `except OSError` or `except Exception` catches it, no undo runs."""
+
+
+class KillingRoot(Root):
+    """Dies (raises `Killed`) at the Nth change to the tree, counting every step in `log`."""
+
+    def __init__(self, prefix: Path, kill_at: int) -> None:
+        super().__init__(prefix)
+        self.kill_at = kill_at
+        self.log: list[str] = []
+
+    def _mutating(self, what: str, path: Path) -> None:
+        self.log.append(f"{what} {path}")
+        if len(self.log) == self.kill_at:
+            raise Killed(what, str(path))

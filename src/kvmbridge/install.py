@@ -45,9 +45,10 @@ def locked(root: Root) -> Iterator[None]:
 
     From the lock on, SIGINT/SIGTERM/SIGHUP undo the work like any failure (exit 4).
     """
-    with root.lock(LOCK), signals_undo():
+    with signals_undo():
         try:
-            yield
+            with root.lock(LOCK):
+                yield
         except Interrupted as exc:  # before the first write: there is nothing to undo
             raise RolledBackError(f"{exc.strerror}; nothing was changed") from None
 
@@ -81,11 +82,14 @@ def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_pat
     refuse_unprivileged(root)
     # Refusals and "nothing to do" leave no trace, not even a lock file; the plan is redone under the lock.
     plan = checked_plan(files, root, force)
-    if plan.in_sync:
+    if plan.in_sync and unfinished_manifest(root, read_state(root)) is None:
         return InstallResult(plan, None)
     with locked(root):
         plan = checked_plan(files, root, force)
-        if plan.in_sync:
+        # A killed run's set is taken over even when its files are all in place: the state and the
+        # printed rollback must still lead back to what was there before it.
+        pending = unfinished_manifest(root, read_state(root))
+        if plan.in_sync and pending is None:
             return InstallResult(plan, None)
         refuse_linked_areas(root)
         root.remove_stale_temps({os.path.dirname(c.path) for c in plan.changes})
@@ -105,7 +109,7 @@ def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_pat
             action="install",
             host=profile.hostname,
             profile=str(profile_path),
-            carried=unfinished_manifest(root, read_state(root)),
+            carried=pending,
         )
         return InstallResult(plan, manifest)
 

@@ -425,6 +425,8 @@ class Root:
                     name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=dirfd
                 )
         except OSError as exc:
+            if isinstance(exc, Interrupted):
+                raise
             where = exc.filename or path
             raise RefusedError(f"{where}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
         try:

@@ -56,7 +56,7 @@ class _ManifestDoc(msgspec.Struct):
     host: str | None = None
     profile: str | None = None
     created_dirs: list[str] = []
-    finished: bool = False
+    finished: bool | None = None  # None: written before the flag existed
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class Manifest:
     action: str
     entries: tuple[Entry, ...]
     created_dirs: tuple[str, ...] = ()
-    finished: bool = False
+    finished: bool | None = False
 
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {
@@ -267,12 +267,18 @@ def list_backups(root: Root) -> list[str]:
 
 
 def unfinished_manifest(root: Root, state: State) -> Manifest | None:
-    """The newest set, when its transaction never finished (killed mid-way)."""
+    """The newest set, when its transaction never finished (killed mid-way, even after writing the state).
+
+    Only the set's own last step marks it finished, so a run killed at any
+    step is carried forward by the next one, never trusted as "before".
+    """
     ids = list_backups(root)
-    if not ids or ids[-1] == state.backup:
+    if not ids:
         return None
     manifest = read_manifest(root, ids[-1])
-    return None if manifest.finished else manifest
+    if manifest.finished or (manifest.finished is None and manifest.id == state.backup):
+        return None
+    return manifest
 
 
 def known_hashes(root: Root, state: State) -> dict[str, set[str]]:

@@ -1,0 +1,190 @@
+"""Interrupted transactions: signals undo like any failure; after kills, the way back survives.
+
+Reproducer 4 of issue 9: SIGKILL right after `interfaces` was replaced,
+`install` again, then the printed `rollback` left the new file in place
+(the second set had recorded the half-installed state as "before"); Ctrl-C
+printed `Aborted!`, exited 1 and left `interfaces` replaced with no state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kvmbridge.install import install, rollback
+from kvmbridge.profile import load_profile
+from kvmbridge.render import render
+from kvmbridge.root import Root
+from kvmbridge.state import list_backups
+
+from .conftest import GOLDEN, REPO, run, tree
+from .roots import Killed, KillingRoot, etc_files, no_traceback, seed_old_host
+
+ARTICLE = GOLDEN / "article.toml"
+OTHER = GOLDEN / "two-bridges.toml"
+
+
+def steps_of_install(base: Path, profile: Path = ARTICLE) -> list[str]:
+    """Every change a full install makes to a fresh copy of the old host, in order."""
+    root = seed_old_host(base / "count")
+    counter = KillingRoot(root, 0)
+    loaded = load_profile(profile)
+    install(loaded, render(loaded), counter, profile_path=profile, force=False)
+    shutil.rmtree(root)
+    return counter.log
+
+
+def killed_install(root: Path, step: int, profile: Path = ARTICLE) -> bool:
+    """Install, dying at `step`; True when it was killed before finishing."""
+    loaded = load_profile(profile)
+    try:
+        install(loaded, render(loaded), KillingRoot(root, step), profile_path=profile, force=False)
+    except Killed:
+        return True
+    return False
+
+
+def kvmbridge(*args: str | Path, kill_at: int, sig: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "KILL_AT": str(kill_at), "KILL_SIGNAL": sig}
+    command = [sys.executable, str(REPO / "tests/kill_at.py"), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+
+
+def printed_rollback_id(stdout: str) -> str:
+    line = next(line for line in stdout.splitlines() if line.startswith("undo with: kvmbridge rollback "))
+    return line.split()[4]
+
+
+def test_sigkill_after_interfaces_is_replaced_then_install_then_printed_rollback_brings_back_the_original(
+    tmp_path: Path,
+) -> None:
+    """The exact reproducer, with a real process and a real SIGKILL."""
+    log = steps_of_install(tmp_path)
+    step = next(i for i, s in enumerate(log, 1) if s == f"rename {tmp_path}/count/etc/network/interfaces")
+    root = seed_old_host(tmp_path / "root")
+    old = etc_files(root)
+    killed = kvmbridge("install", ARTICLE, "--root", root, kill_at=step + 1, sig="KILL")  # just after the rename
+    assert killed.returncode == -signal.SIGKILL
+    assert etc_files(root)["etc/network/interfaces"] != old["etc/network/interfaces"]  # the half-installed state
+    again = run("install", ARTICLE, "--root", root)
+    assert again.exit_code == 0, again.stderr
+    undo = run("rollback", printed_rollback_id(again.stdout), "--root", root)
+    assert undo.exit_code == 0, undo.stderr
+    assert etc_files(root) == old
+
+
+def _sequence_points(n: int, first: int) -> Iterator[int]:
+    """Second-kill steps after a first kill at `first`: the same step and one spread over the run.
+
+    Every first step meets every region of the second run across the loop, at a cost CI can afford.
+    """
+    yield from sorted({first, (first * 7) % n + 1})
+
+
+def test_kill_at_every_step_rerun_and_kill_again_then_one_rollback_restores_the_originals(tmp_path: Path) -> None:
+    """Crash sequences: kill, re-run (killed again, perhaps with another profile), finish; then roll back."""
+    pristine = seed_old_host(tmp_path / "pristine")
+    old = tree(pristine / "etc")
+    n = len(steps_of_install(tmp_path))
+    sequences = 0
+    for first in range(1, n + 1):
+        once = tmp_path / f"k{first}"
+        shutil.copytree(pristine, once, symlinks=True)
+        assert killed_install(once, first)
+        for second in _sequence_points(n, first):
+            for profile in (ARTICLE, OTHER) if second == first else (ARTICLE,):
+                twice = tmp_path / f"k{first}-{second}-{profile.stem}"
+                shutil.copytree(once, twice, symlinks=True)
+                killed_install(twice, second, profile)
+                # Path A: roll back the newest set straight away.
+                direct = twice.with_name(twice.name + "-direct")
+                shutil.copytree(twice, direct, symlinks=True)
+                if list_backups(Root(direct)):
+                    rollback(Root(direct), None, force=False)
+                    assert tree(direct / "etc") == old, (first, second, profile.stem, "direct")
+                # Path B: finish with an install (never refused for drift), then its printed rollback.
+                loaded = load_profile(profile)
+                result = install(loaded, render(loaded), Root(twice), profile_path=profile, force=False)
+                # No new set only when nothing was left unfinished: then the newest set is the way back.
+                rollback(Root(twice), result.manifest.id if result.manifest else None, force=False)
+                assert tree(twice / "etc") == old, (first, second, profile.stem, "after install")
+                shutil.rmtree(twice)
+                shutil.rmtree(direct)
+                sequences += 1
+        shutil.rmtree(once)
+    assert sequences >= 2 * n, sequences
+
+
+def _signal_at(monkeypatch: pytest.MonkeyPatch, step: int, sig: signal.Signals) -> None:
+    count = {"n": 0}
+
+    def mutating(self: Root, what: str, path: Path) -> None:
+        count["n"] += 1
+        if count["n"] == step:
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(Root, "_mutating", mutating)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_at_any_step_undoes_the_install_and_exits_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
+) -> None:
+    pristine = seed_old_host(tmp_path / "pristine")
+    old = etc_files(pristine)
+    n = len(steps_of_install(tmp_path))
+    every = 1 if sig == signal.SIGINT else 4  # SIGINT at every step; the others spread over the run
+    for step in range(1, n + 1, every):
+        root = tmp_path / f"{sig.name}{step}"
+        shutil.copytree(pristine, root, symlinks=True)
+        _signal_at(monkeypatch, step, sig)
+        result = run("install", ARTICLE, "--root", root)
+        monkeypatch.undo()
+        assert result.exit_code == 4, (step, result.exit_code, result.stdout, result.stderr)
+        assert f"interrupted by {sig.name}" in result.stderr.splitlines()[0], (step, result.stderr)
+        assert "nothing changed" in result.stderr or "nothing was changed" in result.stderr
+        assert no_traceback(result.stdout, result.stderr) and "Aborted!" not in result.stderr
+        assert etc_files(root) == old, step
+        assert list_backups(Root(root)) == [], step
+        assert run("install", ARTICLE, "--root", root).exit_code == 0, step
+        shutil.rmtree(root)
+
+
+def test_a_signal_during_rollback_undoes_it_and_exits_4(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pristine = seed_old_host(tmp_path / "pristine")
+    assert run("install", ARTICLE, "--root", pristine).exit_code == 0
+    installed = etc_files(pristine)
+    step = 1
+    while True:
+        root = tmp_path / f"r{step}"
+        shutil.copytree(pristine, root, symlinks=True)
+        _signal_at(monkeypatch, step, signal.SIGTERM)
+        result = run("rollback", "--root", root)
+        monkeypatch.undo()
+        if result.exit_code == 0:
+            break
+        assert result.exit_code == 4, (step, result.stderr)
+        assert etc_files(root) == installed, step
+        step += 1
+    assert step > 20, step
+
+
+@pytest.mark.parametrize("sig", ["TERM", "INT"])
+def test_real_signal_to_a_running_install_prints_the_report_and_exits_4(tmp_path: Path, sig: str) -> None:
+    log = steps_of_install(tmp_path)
+    step = next(i for i, s in enumerate(log, 1) if s == f"rename {tmp_path}/count/etc/network/interfaces")
+    root = seed_old_host(tmp_path / "root")
+    old = etc_files(root)
+    result = kvmbridge("install", ARTICLE, "--root", root, kill_at=step, sig=sig)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        f"failed: interrupted by SIG{sig}; every file was restored as it was, nothing changed"
+    )
+    assert etc_files(root) == old
