@@ -16,13 +16,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import fnmatch
+import functools
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .errors import KvmbridgeError, RefusedError
 
@@ -63,6 +65,24 @@ class Interrupted(OSError):
 
 def linked_error(path: Path) -> OSError:
     return OSError(errno.ELOOP, "is a symlink or not a folder; refusing to go through it", str(path))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _names_errors(method: F) -> F:
+    """Errors from `*at()` calls name a bare file name: report the path under the root instead."""
+
+    @functools.wraps(method)
+    def wrapper(self: Root, dest: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, dest, *args, **kwargs)
+        except OSError as exc:
+            if isinstance(exc, Interrupted) or (exc.filename and str(exc.filename).startswith("/")):
+                raise
+            raise OSError(exc.errno, exc.strerror, str(self.path(dest))) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def safe_parts(dest: str) -> list[str]:
@@ -277,12 +297,14 @@ class Root:
 
     # -- changing -------------------------------------------------------------------------------
 
+    @_names_errors
     def makedirs(self, folder: str, mode: int = 0o755) -> list[str]:
         """Create missing folders of `folder`; returns the ones this call made, outermost first."""
         made: list[str] = []
         with self._folder_made(safe_parts(folder), made, True, mode):
             return made
 
+    @_names_errors
     def write_file(
         self,
         dest: str,
@@ -312,6 +334,7 @@ class Root:
             os.close(fd)
             self._rename(dirfd, tmp, name, path)
 
+    @_names_errors
     def restore_by_link(
         self, dest: str, source: str, mode: int, uid: int | None, gid: int | None, *, mtime_ns: int | None = None
     ) -> None:
@@ -340,6 +363,7 @@ class Root:
                 raise
             self._rename(dirfd, tmp, name, path)
 
+    @_names_errors
     def write_symlink(self, dest: str, link: str) -> None:
         path = self.path(dest)
         with self._parent(dest) as (dirfd, name):
@@ -358,6 +382,7 @@ class Root:
             raise
         os.fsync(dirfd)
 
+    @_names_errors
     def remove(self, dest: str) -> None:
         """Remove a file or link (never a folder); nothing to do when it is missing."""
         path = self.path(dest)
@@ -375,6 +400,7 @@ class Root:
         except FileNotFoundError:
             return
 
+    @_names_errors
     def rmdir(self, dest: str) -> bool:
         """Remove an empty folder; False when it is missing, not empty or not a folder."""
         path = self.path(dest)
@@ -427,7 +453,7 @@ class Root:
         except OSError as exc:
             if isinstance(exc, Interrupted):
                 raise
-            where = exc.filename or path
+            where = exc.filename if exc.filename and str(exc.filename).startswith("/") else path
             raise RefusedError(f"{where}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
