@@ -62,10 +62,10 @@ def value(draw: st.DrawFn) -> str:
 @st.composite
 def iface_line(draw: st.DrawFn, known: list[str]) -> str:
     name = draw(st.sampled_from(NAMES))
-    family = draw(st.sampled_from(["inet"] * 4 + ["inet6"] * 2 + ["can", "bogus"]))
-    method = draw(st.sampled_from([*METHODS[family], "inherits"] if draw(st.integers(0, 9)) else ["nomethod"]))
+    family = draw(st.sampled_from(["inet"] * 12 + ["inet6"] * 6 + ["can", "bogus"]))
+    method = draw(st.sampled_from([*METHODS[family], "inherits"] if draw(st.integers(0, 39)) else ["nomethod"]))
     words = ["iface", name]
-    shape = draw(st.integers(0, 19))
+    shape = draw(st.integers(0, 59))
     if shape == 0:
         words = ["iface"] if draw(st.booleans()) else ["iface", name]
     elif shape < 3 and known:
@@ -73,7 +73,7 @@ def iface_line(draw: st.DrawFn, known: list[str]) -> str:
     elif shape == 3:
         words += ["inherits", draw(st.sampled_from(NAMES))]
     elif shape == 4:
-        words += [family, "inherits"] + ([draw(st.sampled_from(NAMES))] if draw(st.booleans()) else [])
+        words += [family, "inherits"] + ([draw(st.sampled_from(NAMES))] if draw(st.integers(0, 4)) else [])
     elif shape == 5:
         words += [family, method, draw(st.sampled_from(["inherits", "extra", "#", "inherits"]))]
         if words[-1] == "inherits" and known:
@@ -91,7 +91,7 @@ def block(draw: st.DrawFn, known: list[str], recorder: str) -> list[str]:
         lines = [draw(iface_line(known))]
         for _ in range(draw(st.integers(0, 6))):
             name = draw(st.sampled_from(OPTIONS))
-            if draw(st.integers(0, 40)) == 0:
+            if draw(st.integers(0, 120)) == 0:
                 lines.append(draw(INDENT) + name)  # option with empty value
             else:
                 lines.append(draw(INDENT) + name + draw(SEP) + draw(value()))
@@ -115,20 +115,9 @@ def block(draw: st.DrawFn, known: list[str], recorder: str) -> list[str]:
         return [draw(INDENT) + "#" + draw(st.text(VALUE_CHARS, max_size=10)) + draw(st.sampled_from(["", "\\"]))]
     if kind == "blank":
         return [draw(INDENT)]
-    return [
-        draw(
-            st.sampled_from(
-                [
-                    "no-auto-down eth0",
-                    "no-scripts br0 eth1",
-                    "source nothere-*",
-                    "source-directory nothere.d",
-                    "address 198.51.100.1",
-                    "allow-",
-                ]
-            )
-        )
-    ]
+    rare = ["address 198.51.100.1", "allow-"]  # misplaced: ifupdown refuses the file
+    common = ["no-auto-down eth0", "no-scripts br0 eth1", "source nothere-*", "source-directory nothere.d"]
+    return [draw(st.sampled_from(common * 8 + rare))]
 
 
 @st.composite
