@@ -67,6 +67,7 @@ for name in $(cat "$WORK/net-names"); do
   virsh -c qemu:///system net-info "$name" >"$WORK/net-info.$name"
   virsh -c qemu:///system net-dumpxml --inactive "$name" >"$WORK/net-xml.$name"
 done
+if [ -n "${STATUS_CMD:-}" ]; then sh -c "$STATUS_CMD" >"$WORK/status.json" 2>"$WORK/status.err" || true; fi
 kill "$(cat /run/libvirt/kvmbridge-test.pid)"
 """
 
@@ -240,9 +241,12 @@ class Lab:
                     raise AssertionError(f"sysctl -p {conf.name}: {line}")
         return missing
 
-    def start_libvirtd(self, root: Path) -> dict[str, dict[str, str]]:
-        """libvirtd over the rendered etc/libvirt/qemu; returns `virsh net-info` per network."""
-        env = {**os.environ, "ROOT": str(root), "WORK": str(self.work)}
+    def start_libvirtd(self, root: Path, status_cmd: str = "") -> dict[str, dict[str, str]]:
+        """libvirtd over the rendered etc/libvirt/qemu; returns `virsh net-info` per network.
+
+        `status_cmd` runs while libvirtd is up, its stdout kept in WORK/status.json.
+        """
+        env = {**os.environ, "ROOT": str(root), "WORK": str(self.work), "STATUS_CMD": status_cmd}
         run(
             [
                 "ip",

@@ -257,18 +257,40 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
 @click.option("--dry-run", is_flag=True, help="Check and print the plan; write nothing.")
 @force_option
 @templates_option
+@click.option(
+    "--confirm-within",
+    metavar="DURATION",
+    default=None,
+    help="Arm a boot guard: unless `kvmbridge confirm` runs within DURATION (45s, 10m, 1h) of the next boot, "
+    "restore the old files and reboot.",
+)
+@click.option(
+    "--auto-confirm", is_flag=True, help="With --confirm-within: confirm by itself when status and the gateway pass."
+)
 @handle_errors
-def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Path | None) -> None:
+def install(  # noqa: PLR0917 (one parameter per click option)
+    profile: Path,
+    root: Path,
+    dry_run: bool,
+    force: bool,
+    templates: Path | None,
+    confirm_within: str | None,
+    auto_confirm: bool,
+) -> None:
     """Back up, then write the files atomically for activation at the next boot."""
     from .errors import RefusedError
+    from .guard import refuse_if_armed
     from .install import checked_plan, refuse_unprivileged
     from .install import install as run_install
     from .root import Root
-    from .views import install_report, plan_lines
+    from .views import guard_armed_lines, install_report, plan_lines
 
+    guard_request = _guard_request(confirm_within, auto_confirm, templates)
     model, files = _load_and_render(profile, templates)
     target = Root(root)
     refuse_unprivileged(target)
+    refuse_if_armed(target)
+    guard = _guard_spec(target, profile, guard_request) if guard_request else None
     safety = _safety(model, files, root)
     _print_safety(safety, notes=False)
     if safety.errors and not force:
@@ -279,15 +301,52 @@ def install(profile: Path, root: Path, dry_run: bool, force: bool, templates: Pa
     if dry_run:
         _echo_lines(plan_lines(checked_plan(files, target, force), root))
         click.echo(safety.summary())
+        if guard is not None:
+            click.echo(f"boot guard: would be armed ({guard.duration} after boot, runs {guard.executable})")
         click.echo("dry run: nothing was written")
         return
-    result = run_install(model, files, target, profile_path=profile, force=force)
+    result = run_install(model, files, target, profile_path=profile, force=force, guard=guard)
     if result.manifest is None:
         click.echo(f"nothing to do: {root} already holds what {profile} renders")
+        if guard is not None:
+            click.echo("boot guard: not armed (nothing changed, nothing to guard)")
         return
     _echo_lines(plan_lines(result.plan, root))
     click.echo(safety.summary())
-    _echo_lines(install_report(result.plan, result.manifest.id, root, list(model.bridges)))
+    _echo_lines(install_report(result.plan, result.manifest.id, root, profile))
+    if guard is not None:
+        _echo_lines(guard_armed_lines(guard, root))
+
+
+def _guard_request(
+    confirm_within: str | None, auto_confirm: bool, templates: Path | None
+) -> tuple[int, str, bool] | None:
+    """--confirm-within and --auto-confirm as (seconds, duration, auto), checked before anything is read."""
+    from .errors import UsageError
+    from .guard import parse_duration
+
+    if confirm_within is None:
+        if auto_confirm:
+            raise UsageError("--auto-confirm: needs --confirm-within DURATION (the guard it would confirm)")
+        return None
+    seconds = parse_duration(confirm_within)
+    if auto_confirm and templates is not None:
+        raise UsageError(
+            "--auto-confirm: cannot be combined with --templates (the check at boot renders the built-in templates)"
+        )
+    return seconds, confirm_within, auto_confirm
+
+
+def _guard_spec(target: Any, profile: Path, request: tuple[int, str, bool]) -> Any:
+    """The guard's executable and profile copy, refused (exit 3) where it could not be trusted to run at boot."""
+    from .guard import GuardSpec
+    from .guardtarget import choose_executable, refuse_untrusted
+    from .profile import read_profile_text
+
+    executable = choose_executable(target)
+    refuse_untrusted(target, executable)
+    seconds, duration, auto = request
+    return GuardSpec(seconds, duration, auto, executable, profile.name, read_profile_text(profile))
 
 
 @main.command()
@@ -322,7 +381,8 @@ def backups(root: Path) -> None:
     if not ids:
         click.echo(f"no backup sets under {target.path('/var/backups/kvmbridge')}")
         return
-    _echo_lines(backups_table([read_manifest(target, backup_id) for backup_id in ids]))
+    guard, _ = _guard_state(target)
+    _echo_lines(backups_table([read_manifest(target, backup_id) for backup_id in ids], guard))
 
 
 @main.command()
@@ -368,3 +428,104 @@ def check(
     if counts["invalid"]:
         sys.exit(EXIT_INVALID)
     sys.exit(1 if counts["drift"] and not update else 0)
+
+
+@main.command()
+@profile_argument
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    show_default=True,
+    help="Where to read the installed files and the boot guard (the network checked is always this host's).",
+)
+@templates_option
+@json_option
+@handle_errors
+def status(profile: Path, root: Path, templates: Path | None, as_json: bool) -> None:
+    """Compare the running host with the profile: bridges, addresses, routes, sysctl, libvirt, files, guard."""
+    from .livestatus import compare, gather_facts
+    from .profile import load_profile
+    from .render import render as render_files
+    from .root import Root
+    from .views import status_json, status_lines
+
+    model = load_profile(profile)
+    files = render_files(model, templates)
+    target = Root(root)
+    result = compare(model, files, gather_facts(model, files, target))
+    guard, expired = _guard_state(target)
+    if as_json:
+        _print_json(status_json(profile, model, root, result, guard=guard, expired=expired))
+    else:
+        _echo_lines(status_lines(profile, model, result, guard=guard, expired=expired))
+    sys.exit(0 if result.as_profiled and not isinstance(guard, str) else 1)
+
+
+def _guard_state(target: Any) -> tuple[Any, Any]:
+    """The armed guard (a record, None, or the line saying why its record is unusable) and the last expiry."""
+    from .guard import read_expired, read_guard
+
+    try:
+        guard: Any = read_guard(target)
+    except KvmbridgeError as exc:
+        guard = exc.lines[0]
+    return guard, read_expired(target)
+
+
+@main.command()
+@root_option
+@json_option
+@handle_errors
+def confirm(root: Path, as_json: bool) -> None:
+    """Disarm the boot guard of the last install (its backup set stays)."""
+    from .guardrun import confirm as run_confirm
+    from .root import Root
+    from .views import confirm_json, confirm_lines
+
+    done = run_confirm(Root(root))
+    if as_json:
+        _print_json(confirm_json(done, root))
+    else:
+        _echo_lines(confirm_lines(done, root))
+
+
+@main.command(name="expire-guard", hidden=True)
+@root_option
+@handle_errors
+def expire_guard(root: Path) -> None:
+    """Run by kvmbridge-guard.service at the deadline: restore the guarded backup set (systemd then reboots)."""
+    from .guardrun import expire
+    from .root import Root
+
+    report = expire(Root(root))
+    click.echo(
+        f"kvmbridge boot guard: {report['reason']}: restored backup {report['backup']} "
+        f"({len(report['restored'])} file(s) restored, {len(report['removed'])} removed); rebooting into it"
+    )
+    click.echo(f"kvmbridge boot guard: undo the revert with: kvmbridge rollback {report['undo']}")
+
+
+@main.command(name="auto-confirm", hidden=True)
+@root_option
+@handle_errors
+def auto_confirm_command(root: Path) -> None:
+    """Run by kvmbridge-guard-check.service: confirm when status and the gateway pass, else leave the guard."""
+    from .guardrun import auto_confirm
+    from .root import Root
+
+    record, check, attempts = auto_confirm(Root(root))
+    if record is None or check is None:
+        click.echo("kvmbridge boot guard: no guard armed; nothing to confirm")
+        return
+    if check.passed:
+        click.echo(f"kvmbridge boot guard: the host came up as profiled; confirmed backup {record.backup} by itself")
+        return
+    for line in check.lines():
+        click.echo(line, err=True)
+    click.echo(
+        f"kvmbridge boot guard: not confirmed after {attempts} check(s); "
+        f"it reverts backup {record.backup} {record.duration} after boot",
+        err=True,
+    )
+    sys.exit(1)

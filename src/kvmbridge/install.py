@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import KvmbridgeError, RefusedError, RolledBackError
 from .fileset import RenderedSet
+from .guard import GuardSpec, guard_ops, read_guard, refuse_if_armed
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
 from .root import Interrupted, Root, sha256_of
@@ -78,13 +79,24 @@ def preflight(plan: Plan, force: bool) -> None:
         )
 
 
-def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_path: Path, force: bool) -> InstallResult:
+def install(
+    profile: HostProfile,
+    files: RenderedSet,
+    root: Root,
+    *,
+    profile_path: Path,
+    force: bool,
+    guard: GuardSpec | None = None,
+) -> InstallResult:
+    """With `guard`, its files join the same transaction and backup set as the configuration."""
     refuse_unprivileged(root)
+    refuse_if_armed(root)
     # Refusals and "nothing to do" leave no trace, not even a lock file; the plan is redone under the lock.
     plan = checked_plan(files, root, force)
     if plan.in_sync and unfinished_manifest(root, read_state(root)) is None:
         return InstallResult(plan, None)
     with locked(root):
+        refuse_if_armed(root)
         plan = checked_plan(files, root, force)
         # A killed run's set is taken over even when its files are all in place: the state and the
         # printed rollback must still lead back to what was there before it.
@@ -102,6 +114,8 @@ def install(profile: HostProfile, files: RenderedSet, root: Root, *, profile_pat
             hostname=profile.hostname,
         )
         ops.append(Op(STATE, data=new_state.to_bytes(), mode=0o644))
+        if guard is not None:
+            ops += guard_ops(guard, backup_id, root)
         manifest = apply(
             root,
             ops,
@@ -154,6 +168,7 @@ def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifes
             raise RefusedError(f"{root.path('/var/backups/kvmbridge')}: no backup sets; nothing to roll back")
         chosen = read_manifest(root, backup_id or ids[-1])
         pending = unfinished_manifest(root, read_state(root))
+        _refuse_around_guard(root, chosen.id)
         changed = []
         for entry in chosen.entries:
             linked = root.symlinked_folder(entry.path)
@@ -202,3 +217,16 @@ def _pending_allowed(pending: Manifest | None, path: str) -> set[str | None]:
     if pending is None:
         return set()
     return next((_allowed(e) for e in pending.entries if e.path == path), set())
+
+
+def _refuse_around_guard(root: Root, backup_id: str) -> None:
+    """An armed guard reverts its own set at boot; rolling back another one under it would mix the two."""
+    try:
+        record = read_guard(root)
+    except KvmbridgeError:
+        return  # a damaged record must never block the way back
+    if record is not None and record.backup != backup_id:
+        raise RefusedError(
+            f"{root.path('/var/lib/kvmbridge/guard.json')}: a boot guard is armed for backup {record.backup}; "
+            f"roll back that one, or run `kvmbridge confirm` first; nothing was changed"
+        )

@@ -12,11 +12,16 @@ from typing import Any
 from .check import HostCheck
 from .diff import semantic, unified
 from .formats import FORMATS
+from .guard import UNIT_DIR, GuardRecord, GuardSpec
+from .guardrun import Confirmed
+from .livestatus import Status
+from .model import HostProfile
 from .plan import Change, Plan
 from .safety import Report
 from .state import Manifest
 from .targets import format_of
 
+GUARD_UNITS = f"{UNIT_DIR}/"
 DRIFT_KINDS = {"create": "missing", "update": "different", "remove": "extra"}
 
 
@@ -64,16 +69,11 @@ def plan_lines(plan: Plan, root: Path) -> Iterator[str]:
         yield "  nothing to change"
 
 
-def install_report(plan: Plan, backup_id: str, root: Path, bridges: Sequence[str]) -> Iterator[str]:
+def install_report(plan: Plan, backup_id: str, root: Path, profile: Path) -> Iterator[str]:
     """The backup, the way back, what happens at boot and how to check it; activation is only shown."""
     yield from ("", f"backup: {backup_id}", f"undo with: kvmbridge rollback {backup_id}{root_flag(root)}")
-    yield from ("", "takes effect at the next boot; then check with:")
-    for name in bridges:
-        yield f"  ip -d link show {name}    # {name} exists and is up, STP and forward delay as planned"
-    yield "  bridge link                     # each port's master is its bridge"
-    yield "  ip addr; ip route               # the address and default route moved to the bridge"
-    yield "  sysctl net.ipv4.ip_forward"
-    yield "  virsh net-list --all            # the networks are defined and autostarted"
+    yield from ("", "takes effect at the next boot; then check it with:")
+    yield f"  kvmbridge status {profile}    # bridges, ports, addresses, routes, sysctl, libvirt, files"
     yield ""
     yield "to activate now instead (not run; over SSH this can cut your session):"
     yield from (f"  {line}" for line in activation(plan))
@@ -99,11 +99,106 @@ def rollback_report(chosen: Manifest, undo: Manifest, root: Path) -> Iterator[st
     yield f"undo this rollback with: kvmbridge rollback {undo.id}{root_flag(root)}"
 
 
-def backups_table(manifests: Sequence[Manifest]) -> Iterator[str]:
+def backups_table(manifests: Sequence[Manifest], guard: GuardRecord | str | None = None) -> Iterator[str]:
     yield f"{'ID':<32} {'TIME':<20} {'HOST':<16} {'ACTION':<9} FILES"
     for m in manifests:
-        files = ", ".join(e.path.lstrip("/") for e in m.entries if not e.path.startswith("/var/"))
+        files = ", ".join(e.path.lstrip("/") for e in m.entries if not e.path.startswith(("/var/", GUARD_UNITS)))
         yield f"{m.id:<32} {m.time:<20} {m.host or '-':<16} {m.action:<9} {files}"
+    yield from guard_lines(guard, None)
+
+
+def guard_lines(guard: GuardRecord | str | None, expired: dict[str, Any] | None) -> Iterator[str]:
+    """The boot guard as `status` and `backups` show it."""
+    if isinstance(guard, str):
+        yield f"boot guard: unusable record: {guard}"
+    elif guard is not None:
+        auto = ", confirms by itself when status and the gateway pass" if guard.auto_confirm else ""
+        yield (
+            f"boot guard: armed for backup {guard.backup} (armed {guard.armed_at}): reverts {guard.duration} after "
+            f"boot unless `kvmbridge confirm`{auto}"
+        )
+    if expired is not None:
+        yield (
+            f"boot guard: expired at {expired.get('time')}: {expired.get('reason')}; restored backup "
+            f"{expired.get('backup')} (undo with: kvmbridge rollback {expired.get('undo')})"
+        )
+
+
+def guard_armed_lines(guard: GuardSpec, root: Path) -> Iterator[str]:
+    yield ""
+    yield f"boot guard: armed; {guard.duration} after the next boot it restores this backup and reboots, unless"
+    yield f"  kvmbridge confirm{root_flag(root)}    # run it once the host came up as it should"
+    if guard.auto_confirm:
+        yield "  (or it confirms by itself once `kvmbridge status` passes and the gateway answers)"
+    yield f"  the units run {guard.executable}"
+
+
+def status_lines(
+    profile: Path,
+    model: HostProfile,
+    result: Status,
+    *,
+    guard: GuardRecord | str | None,
+    expired: dict[str, Any] | None,
+) -> Iterator[str]:
+    yield from (m.line() for m in result.mismatches)
+    yield from (f"note: {note}" for note in result.notes)
+    yield from guard_lines(guard, expired)
+    if guard is None:
+        yield "boot guard: not armed"
+    checked = ", ".join(f"{n} {what}" for what, n in result.checked.items())
+    if result.as_profiled:
+        yield f"{model.hostname}: running as {profile} says ({checked} checked)"
+    else:
+        yield f"{model.hostname}: {len(result.mismatches)} difference(s) from {profile} ({checked} checked)"
+
+
+def status_json(
+    profile: Path,
+    model: HostProfile,
+    root: Path,
+    result: Status,
+    *,
+    guard: GuardRecord | str | None,
+    expired: dict[str, Any] | None,
+) -> dict[str, Any]:
+    if isinstance(guard, str):
+        guard_value: dict[str, Any] = {"armed": None, "error": guard}
+    else:
+        guard_value = guard.as_dict() if guard is not None else {"armed": False}
+    return {
+        "profile": str(profile),
+        "hostname": model.hostname,
+        "root": str(root),
+        "as_profiled": result.as_profiled,
+        "mismatches": [m.as_dict() for m in result.mismatches],
+        "notes": list(result.notes),
+        "checked": result.checked,
+        "guard": guard_value,
+        "guard_expired": expired,
+    }
+
+
+def confirm_lines(done: Confirmed, root: Path) -> Iterator[str]:
+    if done.damaged:
+        yield f"warning: {done.damaged}"
+    if done.record is not None:
+        yield f"confirmed: the boot guard for backup {done.record.backup} is disarmed (the backup set stays)"
+        yield f"undo the install itself with: kvmbridge rollback {done.record.backup}{root_flag(root)}"
+    elif done.removed:
+        yield f"confirmed: removed leftover guard files: {', '.join(p.lstrip('/') for p in done.removed)}"
+    else:
+        yield f"no boot guard armed under {root}; nothing to confirm"
+
+
+def confirm_json(done: Confirmed, root: Path) -> dict[str, Any]:
+    return {
+        "root": str(root),
+        "was_armed": done.record is not None,
+        "backup": done.record.backup if done.record is not None else None,
+        "removed": list(done.removed),
+        "warning": done.damaged,
+    }
 
 
 def check_counts(results: Sequence[HostCheck]) -> dict[str, int]:

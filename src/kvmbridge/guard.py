@@ -1,0 +1,197 @@
+"""The boot guard: undo an install whose reboot went wrong, unless someone confirms it in time.
+
+An install with `--confirm-within` adds, to its own transaction and backup set,
+a timer (`OnBootSec`, counted from the next boot, never the wall clock), the
+service it starts, optionally a self-check service, and `guard.json`. Unless
+`confirm` removes them first, the service rolls that backup set back (the
+guard files leave with it, as files the install created) and systemd reboots.
+
+`guard.json` is read back as hostile data: schema-checked, bounded, and only a
+backup ID from it is ever used to reach the disk.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .errors import KvmbridgeError, RefusedError, UsageError
+from .root import Root
+from .transaction import Op
+
+GUARD = "/var/lib/kvmbridge/guard.json"
+EXPIRED = "/var/lib/kvmbridge/guard-expired.json"
+UNIT_DIR = "/etc/systemd/system"
+TIMER = f"{UNIT_DIR}/kvmbridge-guard.timer"
+SERVICE = f"{UNIT_DIR}/kvmbridge-guard.service"
+CHECK = f"{UNIT_DIR}/kvmbridge-guard-check.service"
+TIMER_LINK = f"{UNIT_DIR}/timers.target.wants/kvmbridge-guard.timer"
+CHECK_LINK = f"{UNIT_DIR}/multi-user.target.wants/kvmbridge-guard-check.service"
+# Removal order for `confirm`: guard.json first, so an interrupted confirm leaves inert units
+# (their ConditionPathExists= fails), never a live timer without its record.
+GUARD_FILES = (GUARD, TIMER_LINK, CHECK_LINK, TIMER, SERVICE, CHECK)
+
+MIN_SECONDS, MAX_SECONDS = 30, 24 * 3600
+MAX_RECORD_BYTES = 1 << 20
+BACKUP_ID = re.compile(r"^[0-9]{8}T[0-9]{6}\.[0-9]{6}Z(-[0-9]{1,6})?$")
+SAFE_EXECUTABLE = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
+_DURATION = re.compile(r"^([0-9]{1,6})([smh])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> int:
+    """`45s`, `10m`, `1h` → seconds, within 30 seconds and 24 hours."""
+    found = _DURATION.match(text)
+    if found is None:
+        raise UsageError(f"--confirm-within: {text!r} is not a duration; use a number and s, m or h (45s, 10m, 1h)")
+    seconds = int(found[1]) * _UNIT[found[2]]
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise UsageError(f"--confirm-within: {text} is outside 30s to 24h")
+    return seconds
+
+
+class GuardRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """guard.json: which backup set the guard reverts, when, and the profile it guards."""
+
+    version: int
+    backup: str
+    seconds: int
+    duration: str
+    auto_confirm: bool
+    armed_at: str
+    executable: str
+    profile_name: str
+    profile: str
+
+    def as_dict(self) -> dict[str, Any]:
+        fields = msgspec.structs.asdict(self)
+        fields.pop("profile")
+        return {"armed": True, **fields}
+
+
+@dataclass(frozen=True)
+class GuardSpec:
+    """What `install --confirm-within` asks for, checked against the target before any write."""
+
+    seconds: int
+    duration: str
+    auto_confirm: bool
+    executable: str
+    profile_name: str
+    profile_text: str
+
+
+def _check_record(record: GuardRecord) -> str | None:
+    if record.version != 1:
+        return f"unknown version {record.version}"
+    if not BACKUP_ID.match(record.backup):
+        return "backup: not a backup set ID"
+    if not MIN_SECONDS <= record.seconds <= MAX_SECONDS:
+        return "seconds: outside 30s to 24h"
+    if not SAFE_EXECUTABLE.match(record.executable):
+        return "executable: not a plain absolute path"
+    if not record.profile_name.isprintable() or "/" in record.profile_name or len(record.profile_name) > 255:
+        return "profile_name: not a plain file name"
+    return None
+
+
+def read_guard(root: Root) -> GuardRecord | None:
+    """The armed guard, or None; a damaged or tampered record is an error, never obeyed."""
+    path = root.path(GUARD)
+    if root.symlinked_folder(GUARD) is not None:
+        raise KvmbridgeError(f"{path}: a folder on the way is a symlink; refusing to read the guard record")
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise KvmbridgeError(f"{path}: cannot read the guard record: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KvmbridgeError(f"{path}: the guard record is not a regular file; refusing to use it")
+    if st.st_size > MAX_RECORD_BYTES:
+        raise KvmbridgeError(f"{path}: the guard record is larger than {MAX_RECORD_BYTES} bytes; refusing to use it")
+    data = root.read(GUARD).data or b""
+    try:
+        record = msgspec.json.decode(data, type=GuardRecord)
+    except msgspec.DecodeError as exc:
+        raise KvmbridgeError(f"{path}: damaged guard record ({exc}); `kvmbridge confirm` removes it") from None
+    problem = _check_record(record)
+    if problem is not None:
+        raise KvmbridgeError(f"{path}: damaged guard record ({problem}); `kvmbridge confirm` removes it")
+    return record
+
+
+def read_expired(root: Root) -> dict[str, Any] | None:
+    """What the last expired guard did (guard-expired.json), for `status`; None when absent or unreadable."""
+    on_disk = root.read(EXPIRED)
+    if on_disk.kind != "file" or on_disk.data is None or len(on_disk.data) > MAX_RECORD_BYTES:
+        return None
+    try:
+        value = msgspec.json.decode(on_disk.data)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def refuse_if_armed(root: Root) -> None:
+    """While a guard is armed, the files it would restore must stay what it guarded."""
+    try:
+        record = read_guard(root)
+    except KvmbridgeError as exc:
+        raise RefusedError(*exc.lines, "nothing was changed") from None
+    if record is not None:
+        raise RefusedError(
+            f"{root.path(GUARD)}: a boot guard is armed for backup {record.backup} "
+            f"(reverts {record.duration} after boot); run `kvmbridge confirm` or `kvmbridge rollback` first; "
+            "nothing was changed"
+        )
+
+
+def record_bytes(spec: GuardSpec, backup_id: str) -> bytes:
+    record = GuardRecord(
+        version=1,
+        backup=backup_id,
+        seconds=spec.seconds,
+        duration=spec.duration,
+        auto_confirm=spec.auto_confirm,
+        armed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        executable=spec.executable,
+        profile_name=spec.profile_name,
+        profile=spec.profile_text,
+    )
+    return msgspec.json.format(msgspec.json.encode(record), indent=2) + b"\n"
+
+
+def guard_ops(spec: GuardSpec, backup_id: str, root: Root) -> list[Op]:
+    """The guard's files, written in the install's own transaction.
+
+    guard.json comes first: a rollback restores in this order, so a revert cut
+    short by power loss still has its timer at the next boot, and once guard.json
+    is gone every configuration file before it is back.
+    """
+    from .render import environment
+
+    env = environment()
+    context = {"spec": spec, "backup": backup_id, "guard": GUARD}
+    ops = [Op(GUARD, data=record_bytes(spec, backup_id), mode=0o600)]
+    ops.append(
+        Op(SERVICE, data=env.get_template("etc/systemd/system/kvmbridge-guard.service.j2").render(context).encode())
+    )
+    if spec.auto_confirm:
+        ops.append(
+            Op(
+                CHECK,
+                data=env.get_template("etc/systemd/system/kvmbridge-guard-check.service.j2").render(context).encode(),
+            )
+        )
+        ops.append(Op(CHECK_LINK, link="../kvmbridge-guard-check.service"))
+    ops.append(Op(TIMER, data=env.get_template("etc/systemd/system/kvmbridge-guard.timer.j2").render(context).encode()))
+    ops.append(Op(TIMER_LINK, link="../kvmbridge-guard.timer"))
+    if root.read(EXPIRED).kind == "file":
+        ops.append(Op(EXPIRED))  # a new guard: the last one's report no longer describes this boot
+    return ops

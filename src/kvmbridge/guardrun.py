@@ -1,0 +1,219 @@
+"""What the boot guard does once armed: `confirm`, the revert at the deadline, and the self-check.
+
+The revert is `rollback` of the guarded backup set, nothing else: the guard's
+own files were created by that install, so they leave with it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import KvmbridgeError, RefusedError
+from .guard import EXPIRED, GUARD, GUARD_FILES, GuardRecord, read_guard
+from .install import locked, refuse_unprivileged, rollback
+from .livestatus import Facts, Status, compare, gather_facts
+from .model import HostProfile
+from .root import Root
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    record: GuardRecord | None
+    removed: tuple[str, ...]
+    damaged: str | None = None
+
+
+def confirm(root: Root) -> Confirmed:
+    """Disarm: remove the guard's files, keep the backup set. Harmless when nothing is armed."""
+    refuse_unprivileged(root)
+    present = [dest for dest in GUARD_FILES if root.symlinked_folder(dest) or root.read(dest).kind != "missing"]
+    if not present:
+        return Confirmed(None, ())
+    with locked(root):
+        damaged = None
+        try:
+            record = read_guard(root)
+        except KvmbridgeError as exc:
+            record, damaged = None, exc.lines[0]
+        removed = []
+        for dest in GUARD_FILES:
+            folder = root.symlinked_folder(dest)
+            if folder is not None:
+                raise RefusedError(f"{folder}: is a symlink; refusing to remove {dest} through it")
+            if root.read(dest).kind == "missing":
+                continue
+            try:
+                root.remove(dest)
+            except OSError as exc:
+                raise KvmbridgeError(f"{root.path(dest)}: cannot remove: {exc.strerror or exc}") from None
+            removed.append(dest)
+        return Confirmed(record, tuple(removed), damaged)
+
+
+def expire(root: Root) -> dict[str, Any]:
+    """The deadline passed unconfirmed: roll the guarded set back and say so in guard-expired.json."""
+    record = read_guard(root)
+    if record is None:
+        raise KvmbridgeError(f"{root.path(GUARD)}: no boot guard is armed; nothing to revert")
+    chosen, undo = rollback(root, record.backup, force=True)
+    report = {
+        "version": 1,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "boot_id": _boot_id(),
+        "reason": f"not confirmed within {record.duration} after boot",
+        "backup": chosen.id,
+        "undo": undo.id if undo is not None else None,
+        "duration": record.duration,
+        "profile": record.profile_name,
+        "restored": [e.path for e in chosen.entries if e.existed],
+        "removed": [e.path for e in chosen.entries if not e.existed],
+    }
+    root.write_file(EXPIRED, (json.dumps(report, indent=2) + "\n").encode(), 0o644)
+    return report
+
+
+@dataclass(frozen=True)
+class Check:
+    """One auto-confirm attempt: the status comparison plus each gateway's answer."""
+
+    status: Status
+    gateways: tuple[tuple[str, str, bool], ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.status.as_profiled and all(ok for _, _, ok in self.gateways)
+
+    def lines(self) -> Iterator[str]:
+        yield from (m.line() for m in self.status.mismatches)
+        for address, dev, ok in self.gateways:
+            if not ok:
+                yield f"{dev}: gateway {address}: expected an answer, found none"
+
+
+def guarded_profile(root: Root, record: GuardRecord) -> HostProfile:
+    from .profile import parse_profile
+
+    return parse_profile(
+        record.profile,
+        f"{root.path(GUARD)} (profile {record.profile_name})",
+        default_hostname=Path(record.profile_name).stem,
+        source_name=record.profile_name,
+    )
+
+
+def auto_confirm(
+    root: Root, *, window: float | None = None, pause: float = 2.0, ping: Callable[[str, str], bool] | None = None
+) -> tuple[GuardRecord | None, Check | None, int]:
+    """Check the host as `status` does, plus the gateway; confirm on success, else leave the guard armed.
+
+    Retries for a while (libvirt's autostart or a DHCP lease can trail
+    network-online.target), never past the guard's own deadline.
+    """
+    from .render import render
+
+    record = read_guard(root)
+    if record is None:
+        return None, None, 0
+    profile = guarded_profile(root, record)
+    files = render(profile)
+    ping = ping or answers
+    limit = window if window is not None else max(5.0, min(180.0, record.seconds - 15.0))
+    deadline, attempts = time.monotonic() + limit, 0
+    while True:
+        attempts += 1
+        facts = gather_facts(profile, files, root)
+        check = Check(compare(profile, files, facts), tuple(_ping_all(profile, facts, ping)))
+        if check.passed or time.monotonic() + pause > deadline:
+            break
+        time.sleep(pause)
+    if check.passed:
+        confirm(root)
+    return record, check, attempts
+
+
+def gateways(profile: HostProfile, facts: Facts) -> Iterator[tuple[str, str]]:
+    """(address, bridge) of every gateway the host should reach: static ones, and DHCP's router."""
+    for name, bridge in profile.bridges.items():
+        if bridge.ipv4.gateway:
+            yield bridge.ipv4.gateway, name
+        elif bridge.ipv4.method == "dhcp":
+            for route in facts.routes4:
+                if route.get("dst") == "default" and route.get("dev") == name and route.get("gateway"):
+                    yield str(route["gateway"]), name
+        if bridge.ipv6 is not None and bridge.ipv6.gateway:
+            yield bridge.ipv6.gateway, name
+
+
+def _ping_all(profile: HostProfile, facts: Facts, ping: Callable[[str, str], bool]) -> Iterator[tuple[str, str, bool]]:
+    for address, dev in gateways(profile, facts):
+        yield address, dev, ping(address, dev)
+
+
+def answers(address: str, dev: str, timeout: float = 1.0, tries: int = 3) -> bool:
+    """ICMP echo to `address` out of `dev` (raw socket, as root): no ping binary needed on the target."""
+    for seq in range(1, tries + 1):
+        try:
+            if _echo(address, dev, seq, timeout):
+                return True
+        except OSError:
+            time.sleep(timeout)
+    return False
+
+
+def _echo(address: str, dev: str, seq: int, timeout: float) -> bool:
+    ip = ipaddress.ip_address(address)
+    ident = os.getpid() & 0xFFFF
+    payload = b"kvmbridge-guard"
+    if ip.version == 4:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        request, reply, dest = 8, 0, (address, 0)
+        header = struct.pack("!BBHHH", request, 0, 0, ident, seq)
+        header = struct.pack("!BBHHH", request, 0, _checksum(header + payload), ident, seq)
+    else:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        request, reply = 128, 129
+        dest = (address, 0, 0, socket.if_nametoindex(dev) if ip.is_link_local else 0)  # type: ignore[assignment]
+        header = struct.pack("!BBHHH", request, 0, 0, ident, seq)  # the kernel fills in ICMPv6 checksums
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+        sock.sendto(header + payload, dest)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                packet, source = sock.recvfrom(2048)
+            except TimeoutError:
+                return False
+            if ip.version == 4:
+                packet = packet[(packet[0] & 0x0F) * 4 :]
+            if len(packet) < 8 or ipaddress.ip_address(source[0].split("%")[0]) != ip:
+                continue
+            kind, _, _, got_id, got_seq = struct.unpack("!BBHHH", packet[:8])
+            if kind == reply and got_id == ident and got_seq == seq:
+                return True
+    return False
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None

@@ -1,0 +1,355 @@
+"""Did it come up? The running host compared with a profile.
+
+`gather_facts` is the only part that looks at the machine (`ip -j`, `/proc/sys`,
+`virsh`, the installed files); `compare` is a pure function of the profile, its
+render and those facts, so tests feed it facts captured from namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import KvmbridgeError
+from .fileset import RenderedSet
+from .formats import sysctl as sysctl_format
+from .model import Bridge, HostProfile
+from .plan import make_plan
+from .root import Root
+from .state import read_state
+
+VIRSH_URI = "qemu:///system"
+SYSCTL_DIR = "/etc/sysctl.d/"
+FILE_STATUS = {
+    "create": "missing",
+    "update": "different",
+    "drift": "changed by someone else (drift)",
+    "remove": "no longer rendered but still there",
+}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One way the running host differs from the profile: `subject` is a bridge, key, network or file."""
+
+    subject: str
+    check: str
+    expected: str
+    found: str
+
+    def line(self) -> str:
+        return f"{self.subject}: {self.check}: expected {self.expected}, found {self.found}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {**vars(self), "line": self.line()}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the running host says; `networks` is None when virsh is not installed."""
+
+    links: list[dict[str, Any]] = field(default_factory=list)
+    addrs: list[dict[str, Any]] = field(default_factory=list)
+    routes4: list[dict[str, Any]] = field(default_factory=list)
+    routes6: list[dict[str, Any]] = field(default_factory=list)
+    sysctl: dict[str, str | None] = field(default_factory=dict)
+    br_netfilter: bool = False
+    networks: dict[str, dict[str, str] | None] | None = None
+    libvirt_error: str | None = None
+    files: tuple[tuple[str, str], ...] = ()
+
+    def link(self, name: str) -> dict[str, Any] | None:
+        return next((link for link in self.links if link.get("ifname") == name), None)
+
+    def members(self, bridge: str) -> list[str]:
+        return sorted(str(link["ifname"]) for link in self.links if link.get("master") == bridge)
+
+    def addresses(self, name: str, family: str) -> list[dict[str, Any]]:
+        entry = next((a for a in self.addrs if a.get("ifname") == name), {})
+        return [
+            info
+            for info in entry.get("addr_info", [])
+            if info.get("family") == family and info.get("scope", "global") == "global"
+        ]
+
+
+@dataclass(frozen=True)
+class Status:
+    mismatches: tuple[Mismatch, ...]
+    notes: tuple[str, ...]
+    checked: dict[str, int]
+
+    @property
+    def as_profiled(self) -> bool:
+        return not self.mismatches
+
+
+def sysctl_values(files: RenderedSet) -> dict[str, str]:
+    """Every key the rendered sysctl.d files set, as systemd-sysctl applies them (later files win)."""
+    values: dict[str, str] = {}
+    for rendered in sorted(files, key=lambda f: f.path):
+        if rendered.path.startswith(SYSCTL_DIR) and rendered.data is not None:
+            values.update(sysctl_format.parse(rendered.data))
+    return values
+
+
+def compare(profile: HostProfile, files: RenderedSet, facts: Facts) -> Status:
+    """Every mismatch between the profile (and its render) and the running host."""
+    mismatches: list[Mismatch] = []
+    notes: list[str] = []
+    for name, bridge in profile.bridges.items():
+        mismatches += _bridge(name, bridge, facts)
+    mismatches += _routes(profile, facts)
+    wanted = sysctl_values(files)
+    for key, value in wanted.items():
+        found = facts.sysctl.get(key)
+        if found is None:
+            if key.startswith("net.bridge.") and not facts.br_netfilter:
+                notes.append(f"{key}: not checked: br_netfilter is not loaded (the udev rule applies it when it loads)")
+                continue
+            mismatches.append(Mismatch(key, "value", value, "no such key"))
+        elif found.split() != value.split():
+            mismatches.append(Mismatch(key, "value", value, found))
+    mismatches += _networks(profile, facts)
+    for path, status in facts.files:
+        mismatches.append(Mismatch(path.lstrip("/"), "installed file", "as rendered", FILE_STATUS.get(status, status)))
+    checked = {
+        "bridges": len(profile.bridges),
+        "sysctl": len(wanted),
+        "networks": len(profile.networks),
+        "files": len(files),
+    }
+    return Status(tuple(mismatches), tuple(notes), checked)
+
+
+def _bridge(name: str, bridge: Bridge, facts: Facts) -> Iterator[Mismatch]:
+    link = facts.link(name)
+    if link is None:
+        yield Mismatch(name, "bridge", "present", "no such interface")
+        return
+    info = link.get("linkinfo", {})
+    if info.get("info_kind") != "bridge":
+        yield Mismatch(name, "kind", "bridge", str(info.get("info_kind") or "not a bridge"))
+        return
+    if "UP" not in link.get("flags", []):
+        yield Mismatch(name, "state", "up", "down")
+    members = [m for m in facts.members(name) if m in bridge.ports or not _guest_interface(facts.link(m) or {})]
+    if members != sorted(bridge.ports):
+        yield Mismatch(name, "ports", _words(sorted(bridge.ports)), _words(members))
+    for port in bridge.ports:
+        port_link = facts.link(port)
+        if port_link is not None and port in members and "UP" not in port_link.get("flags", []):
+            yield Mismatch(port, "state", "up", "down")
+    data = info.get("info_data", {})
+    stp = data.get("stp_state", 0) != 0
+    if stp != bridge.stp:
+        yield Mismatch(name, "stp", _on(bridge.stp), _on(stp))
+    # `ip -j -d` gives the timers in centiseconds.
+    timers = {"forward_delay": bridge.forward_delay, "hello_time": bridge.hello_time, "max_age": bridge.max_age}
+    for key, seconds in timers.items():
+        if seconds is not None and data.get(key) != seconds * 100:
+            yield Mismatch(name, key, f"{seconds}s", _seconds(data.get(key)))
+    if bridge.ageing is not None:
+        # 802.1D: during a topology change the kernel ages entries after 2 * forward_delay instead.
+        changing = data.get("topology_change") or data.get("topology_change_detected")
+        expected = 2 * bridge.forward_delay if changing else bridge.ageing
+        if data.get("ageing_time") != expected * 100:
+            yield Mismatch(name, "ageing", f"{expected}s", _seconds(data.get("ageing_time")))
+    if bridge.priority is not None and data.get("priority") != bridge.priority:
+        yield Mismatch(name, "priority", str(bridge.priority), str(data.get("priority")))
+    if bridge.mtu is not None and link.get("mtu") != bridge.mtu:
+        yield Mismatch(name, "mtu", str(bridge.mtu), str(link.get("mtu")))
+    if bridge.hwaddress is not None:
+        expected_mac = bridge.hwaddress.lower()
+        if bridge.hwaddress in bridge.ports:
+            port_link = facts.link(bridge.hwaddress)
+            expected_mac = str(port_link.get("address")) if port_link else f"the MAC of {bridge.hwaddress}"
+        if str(link.get("address", "")).lower() != expected_mac:
+            yield Mismatch(name, "mac", expected_mac, str(link.get("address")))
+    yield from _addresses(name, bridge, facts)
+
+
+def _guest_interface(link: dict[str, Any]) -> bool:
+    """A VM's interface on the bridge (qemu's tap, libvirt's `vnetN`): a guest, not a port of the profile."""
+    name = str(link.get("ifname", ""))
+    kind = link.get("linkinfo", {}).get("info_kind")
+    return kind == "tun" or (name.startswith("vnet") and name[4:].isdigit())
+
+
+def _addresses(name: str, bridge: Bridge, facts: Facts) -> Iterator[Mismatch]:
+    v4 = facts.addresses(name, "inet")
+    if bridge.ipv4.method == "static" and bridge.ipv4.address:
+        if bridge.ipv4.address not in _cidrs(v4):
+            yield Mismatch(name, "ipv4 address", bridge.ipv4.address, _words(_cidrs(v4)))
+    elif bridge.ipv4.method == "dhcp" and not any(a.get("dynamic") for a in v4):
+        yield Mismatch(name, "ipv4 address", "a DHCP lease (dynamic address)", _words(_cidrs(v4)))
+    if bridge.ipv6 is None:
+        return
+    v6 = facts.addresses(name, "inet6")
+    if bridge.ipv6.method == "static" and bridge.ipv6.address:
+        if _normal(bridge.ipv6.address) not in {_normal(c) for c in _cidrs(v6)}:
+            yield Mismatch(name, "ipv6 address", bridge.ipv6.address, _words(_cidrs(v6)))
+    elif bridge.ipv6.method in ("auto", "dhcp") and not v6:
+        yield Mismatch(name, "ipv6 address", f"a global address ({bridge.ipv6.method})", "none")
+
+
+def _routes(profile: HostProfile, facts: Facts) -> Iterator[Mismatch]:
+    static_gateway = any(b.ipv4.gateway for b in profile.bridges.values())
+    for name, bridge in profile.bridges.items():
+        if facts.link(name) is None:
+            continue  # already reported once, as missing
+        if bridge.ipv4.gateway:
+            if not _default_via(facts.routes4, name, bridge.ipv4.gateway):
+                yield Mismatch(name, "ipv4 default route", f"via {bridge.ipv4.gateway}", _defaults(facts.routes4))
+        elif bridge.ipv4.method == "dhcp" and not static_gateway and not _default_via(facts.routes4, name, None):
+            yield Mismatch(name, "ipv4 default route", "via the DHCP server's router", _defaults(facts.routes4))
+        v6_gateway = bridge.ipv6.gateway if bridge.ipv6 is not None else None
+        if v6_gateway and not _default_via(facts.routes6, name, v6_gateway):
+            yield Mismatch(name, "ipv6 default route", f"via {v6_gateway}", _defaults(facts.routes6))
+
+
+def _networks(profile: HostProfile, facts: Facts) -> Iterator[Mismatch]:
+    if not profile.networks:
+        return
+    if facts.networks is None:
+        reason = facts.libvirt_error or "virsh is not installed"
+        for name in profile.networks:
+            yield Mismatch(f"network {name}", "libvirt", "defined", f"unknown: {reason}")
+        return
+    for name, network in profile.networks.items():
+        info = facts.networks.get(name)
+        subject = f"network {name}"
+        if info is None:
+            yield Mismatch(subject, "defined", "yes", "no")
+            continue
+        wanted = {"Persistent": True, "Autostart": network.autostart}
+        if network.autostart:
+            wanted["Active"] = True
+        for key, value in wanted.items():
+            if (info.get(key) == "yes") != value:
+                yield Mismatch(subject, key.lower(), _yes(value), info.get(key, "unknown"))
+        if info.get("Bridge") != network.bridge:
+            yield Mismatch(subject, "bridge", network.bridge, info.get("Bridge", "none"))
+
+
+def _default_via(routes: list[dict[str, Any]], dev: str, gateway: str | None) -> bool:
+    return any(
+        r.get("dst") == "default"
+        and r.get("dev") == dev
+        and (gateway is None or _normal(str(r.get("gateway", ""))) == _normal(gateway))
+        for r in routes
+    )
+
+
+def _defaults(routes: list[dict[str, Any]]) -> str:
+    found = [f"via {r.get('gateway', '(none)')} dev {r.get('dev')}" for r in routes if r.get("dst") == "default"]
+    return ", ".join(found) or "no default route"
+
+
+def _cidrs(addresses: list[dict[str, Any]]) -> list[str]:
+    return [f"{a.get('local')}/{a.get('prefixlen')}" for a in addresses]
+
+
+def _normal(address: str) -> str:
+    import ipaddress
+
+    try:
+        if "/" in address:
+            return str(ipaddress.ip_interface(address))
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
+
+
+def _words(items: list[str]) -> str:
+    return " ".join(items) or "none"
+
+
+def _on(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _seconds(centiseconds: Any) -> str:
+    return f"{centiseconds / 100:g}s" if isinstance(centiseconds, int) else "unknown"
+
+
+# --- the edge: reading the running host -------------------------------------------------
+
+
+def gather_facts(profile: HostProfile, files: RenderedSet, root: Root) -> Facts:
+    """Read the running host (this network namespace) and the installed files under `root`."""
+    plan = make_plan(files, root, read_state(root))
+    return Facts(
+        links=_ip_json("-d", "link", "show"),
+        addrs=_ip_json("addr", "show"),
+        routes4=_ip_json("-4", "route", "show"),
+        routes6=_ip_json("-6", "route", "show"),
+        sysctl={key: read_sysctl(key) for key in sysctl_values(files)},
+        br_netfilter=Path("/proc/sys/net/bridge").is_dir(),
+        **_libvirt(list(profile.networks)),
+        files=tuple((c.path, "blocked" if c.blocked else c.status) for c in plan.changes if c.writes or c.blocked),
+    )
+
+
+def read_sysctl(key: str) -> str | None:
+    """A key's value in /proc/sys, or None where this kernel (or namespace) lacks it."""
+    if ".." in key.split(".") or "/" in key or not key:
+        return None
+    try:
+        with open(os.path.join("/proc/sys", *key.split(".")), "rb") as handle:
+            return handle.read(4096).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def _ip_json(*args: str) -> list[dict[str, Any]]:
+    try:
+        out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True, timeout=30).stdout
+        return list(json.loads(out or "[]"))
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise KvmbridgeError(f"ip -j {' '.join(args)}: cannot read the running host ({exc})") from None
+
+
+def _libvirt(names: list[str]) -> dict[str, Any]:
+    """`virsh net-info` of each profiled network; None when it cannot be asked at all."""
+    if not names:
+        return {"networks": {}}
+    virsh = shutil.which("virsh")
+    if virsh is None:
+        return {"networks": None, "libvirt_error": "virsh is not installed"}
+    listed = _virsh(virsh, "net-list", "--all", "--name")
+    if listed.returncode != 0:
+        reason = (listed.stderr.strip().splitlines() or ["no answer"])[-1]
+        return {"networks": None, "libvirt_error": f"cannot reach libvirt ({VIRSH_URI}): {reason}"}
+    defined = set(listed.stdout.split())
+    networks: dict[str, dict[str, str] | None] = {}
+    for name in names:
+        if name not in defined:
+            continue
+        result = _virsh(virsh, "net-info", name)
+        fields: dict[str, str] = {}
+        for line in result.stdout.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip():
+                fields[key.strip()] = value.strip()
+        networks[name] = fields
+    return {"networks": networks}
+
+
+def _virsh(virsh: str, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [virsh, "-q", "-c", VIRSH_URI, *args], capture_output=True, text=True, check=False, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return subprocess.CompletedProcess([virsh], 1, "", str(exc))
