@@ -44,11 +44,12 @@ def confirm(root: Root) -> Confirmed:
             record = read_guard(root)
         except KvmbridgeError as exc:
             record, damaged = None, exc.lines[0]
-        removed = []
         for dest in GUARD_FILES:
             folder = root.symlinked_folder(dest)
             if folder is not None:
-                raise RefusedError(f"{folder}: is a symlink; refusing to remove {dest} through it")
+                raise RefusedError(f"{folder}: is a symlink; refusing to remove {dest} through it; nothing was changed")
+        removed = []
+        for dest in GUARD_FILES:
             if root.read(dest).kind == "missing":
                 continue
             try:

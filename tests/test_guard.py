@@ -1,0 +1,352 @@
+"""The boot guard on real temporary roots: arming in the install's own transaction, every refusal,
+confirm, the revert the timer starts, and guard.json as hostile data.
+
+What happens at boot under real systemd is in tests/test_image_guard.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import GOLDEN, require_root, require_tool, run, tree
+from .guardroots import EXECUTABLE, guardable_root
+
+ARTICLE = GOLDEN / "article.toml"
+UNITS = "etc/systemd/system"
+GUARD = "var/lib/kvmbridge/guard.json"
+GUARD_FILES = [
+    GUARD,
+    f"{UNITS}/kvmbridge-guard.service",
+    f"{UNITS}/kvmbridge-guard.timer",
+    f"{UNITS}/timers.target.wants/kvmbridge-guard.timer",
+]
+CHECK_FILES = [
+    f"{UNITS}/kvmbridge-guard-check.service",
+    f"{UNITS}/multi-user.target.wants/kvmbridge-guard-check.service",
+]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    require_root()
+    return guardable_root(tmp_path / "root")
+
+
+def guarded(root: Path, *extra: str, profile: Path = ARTICLE) -> str:
+    result = run("install", profile, "--root", root, "--confirm-within", "10m", *extra)
+    assert result.exit_code == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith("backup: ")).split()[1]
+
+
+def test_install_arms_the_guard_in_the_same_transaction_and_backup_set(root: Path) -> None:
+    backup = guarded(root)
+    for rel in GUARD_FILES:
+        assert (root / rel).is_symlink() or (root / rel).is_file(), rel
+    assert not any((root / rel).exists() for rel in CHECK_FILES)
+    timer = (root / f"{UNITS}/kvmbridge-guard.timer").read_text()
+    assert "\nOnBootSec=600s\n" in timer and "OnCalendar" not in timer and "WantedBy=timers.target" in timer
+    assert os.readlink(root / f"{UNITS}/timers.target.wants/kvmbridge-guard.timer") == "../kvmbridge-guard.timer"
+    service = (root / f"{UNITS}/kvmbridge-guard.service").read_text()
+    assert f"\nExecStart={EXECUTABLE} expire-guard\n" in service
+    assert "\nSuccessAction=reboot\n" in service and "\nConditionPathExists=/var/lib/kvmbridge/guard.json\n" in service
+    record = json.loads((root / GUARD).read_text())
+    assert (record["backup"], record["seconds"], record["duration"]) == (backup, 600, "10m")
+    assert record["profile"] == ARTICLE.read_text() and record["profile_name"] == "article.toml"
+    assert (root / GUARD).stat().st_mode & 0o777 == 0o600
+    manifest = json.loads((root / f"var/backups/kvmbridge/{backup}/manifest.json").read_text())
+    in_set = {entry["path"] for entry in manifest["files"]}
+    assert {f"/{rel}" for rel in GUARD_FILES} <= in_set
+    assert "/etc/network/interfaces" in in_set
+
+
+def test_auto_confirm_adds_the_check_unit_after_network_online_outside_the_boot_s_critical_path(root: Path) -> None:
+    guarded(root, "--auto-confirm")
+    check = (root / f"{UNITS}/kvmbridge-guard-check.service").read_text()
+    assert f"\nExecStart={EXECUTABLE} auto-confirm\n" in check
+    assert "\nAfter=sysinit.target network-online.target libvirtd.service\n" in check
+    assert "\nDefaultDependencies=no\n" in check  # multi-user.target is not ordered after it
+    link = root / f"{UNITS}/multi-user.target.wants/kvmbridge-guard-check.service"
+    assert os.readlink(link) == "../kvmbridge-guard-check.service"
+    assert json.loads((root / GUARD).read_text())["auto_confirm"] is True
+
+
+@pytest.mark.parametrize(
+    ("duration", "message"),
+    [
+        ("29s", "--confirm-within: 29s is outside 30s to 24h"),
+        ("25h", "--confirm-within: 25h is outside 30s to 24h"),
+        ("86401s", "--confirm-within: 86401s is outside 30s to 24h"),
+        ("0m", "--confirm-within: 0m is outside 30s to 24h"),
+        ("10", "--confirm-within: '10' is not a duration; use a number and s, m or h (45s, 10m, 1h)"),
+        ("1d", "--confirm-within: '1d' is not a duration; use a number and s, m or h (45s, 10m, 1h)"),
+        ("-5m", "--confirm-within: '-5m' is not a duration; use a number and s, m or h (45s, 10m, 1h)"),
+        ("1h30m", "--confirm-within: '1h30m' is not a duration; use a number and s, m or h (45s, 10m, 1h)"),
+    ],
+)
+def test_a_bad_duration_is_one_line_exit_2_and_nothing_written(root: Path, duration: str, message: str) -> None:
+    before = tree(root)
+    result = run("install", ARTICLE, "--root", root, "--confirm-within", duration)
+    assert (result.exit_code, result.stderr) == (2, message + "\n")
+    assert tree(root) == before
+
+
+def test_durations_at_both_ends_are_accepted(tmp_path: Path) -> None:
+    from kvmbridge.guard import parse_duration
+
+    assert [parse_duration(d) for d in ("30s", "45s", "10m", "1h", "24h", "1440m")] == [30, 45, 600, 3600, 86400, 86400]
+
+
+def test_auto_confirm_needs_a_guard_and_the_built_in_templates(root: Path, tmp_path: Path) -> None:
+    result = run("install", ARTICLE, "--root", root, "--auto-confirm")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "--auto-confirm: needs --confirm-within DURATION (the guard it would confirm)\n",
+    )
+    (tmp_path / "tpl").mkdir()
+    result = run(
+        "install", ARTICLE, "--root", root, "--confirm-within", "1m", "--auto-confirm", "--templates", tmp_path / "tpl"
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("--auto-confirm: cannot be combined with --templates")
+
+
+def refused(root: Path, *extra: str) -> str:
+    before = tree(root)
+    result = run("install", ARTICLE, "--root", root, "--confirm-within", "1m", *extra)
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert tree(root) == before, "a refusal must leave every file as it was"
+    assert not (root / "var/backups/kvmbridge").exists()
+    return result.stderr
+
+
+def test_refused_when_the_root_has_no_systemd(root: Path) -> None:
+    (root / "usr/lib/systemd/systemd").unlink()
+    assert f"{root}/usr/lib/systemd/systemd: the target root has no systemd" in refused(root)
+
+
+def test_refused_when_the_root_has_no_kvmbridge_executable(root: Path) -> None:
+    (root / EXECUTABLE.lstrip("/")).unlink()
+    err = refused(root)
+    assert err.startswith(f"{root}: no kvmbridge executable inside the target root (looked for ")
+    assert "/opt/kvmbridge/bin/kvmbridge, /usr/local/bin/kvmbridge, /usr/bin/kvmbridge)" in err
+
+
+@pytest.mark.parametrize(
+    ("rel", "change", "problem"),
+    [
+        ("opt/kvmbridge/bin/kvmbridge", "chmod o+w", "writable by others"),
+        ("opt/kvmbridge/bin/kvmbridge", "chown 65534", "owned by uid 65534, not root"),
+        ("opt/kvmbridge/bin", "chmod g+w", "writable by its group"),
+        ("opt", "chmod 777", "writable by group and others"),
+        (".", "chown 65534", "owned by uid 65534, not root"),
+        ("usr/bin/python3.11", "chmod o+w", "writable by others"),  # the interpreter, through the venv's link
+        ("usr/bin", "chown 65534", "owned by uid 65534, not root"),
+        ("opt/kvmbridge/lib/python3.11/site-packages/kvmbridge/__init__.py", "chmod o+w", "writable by others"),
+    ],
+)
+def test_refused_when_anyone_but_root_can_change_what_the_guard_runs(
+    root: Path, rel: str, change: str, problem: str
+) -> None:
+    command, arg = change.split()
+    subprocess.run([command, arg, str(root / rel)], check=True)
+    err = refused(root)
+    assert f"{(root / rel) if rel != '.' else root}: {problem}" in err
+    assert err.endswith("the boot guard cannot be trusted on this target; nothing was changed\n")
+
+
+def test_refused_when_the_executable_lies_on_a_temporary_file_system(root: Path) -> None:
+    require_tool("unshare")
+    venv = root / "opt/kvmbridge"
+    script = (
+        f"mount -t tmpfs -o mode=755 tmpfs {venv} && mkdir -p {venv}/bin && cp -a {root}/../keep/. {venv}/ && "
+        f"exec {sys.executable} -m kvmbridge install {ARTICLE} --root {root} --confirm-within 1m"
+    )
+    subprocess.run(["cp", "-a", str(venv), str(root / "../keep")], check=True)
+    before = tree(root)
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    assert f"{EXECUTABLE}: lies on a temporary file system (tmpfs); it would be gone after the reboot" in result.stderr
+    assert tree(root) == before
+
+
+def test_while_a_guard_is_armed_another_install_is_refused_until_confirm(root: Path) -> None:
+    backup = guarded(root)
+    for args in (["--confirm-within", "1m"], [], ["--dry-run"], ["--force"]):
+        before = tree(root)
+        result = run("install", GOLDEN / "two-bridges.toml", "--root", root, *args)
+        assert result.exit_code == 3, args
+        assert result.stderr.startswith(
+            f"{root}/{GUARD}: a boot guard is armed for backup {backup} (reverts 10m after boot)"
+        )
+        assert tree(root) == before
+    assert run("confirm", "--root", root).exit_code == 0
+    assert run("install", GOLDEN / "two-bridges.toml", "--root", root).exit_code == 0
+
+
+def test_confirm_disarms_and_keeps_the_backup_set(root: Path) -> None:
+    backup = guarded(root)
+    state = (root / "var/lib/kvmbridge/state.json").read_bytes()
+    result = run("confirm", "--root", root)
+    assert result.exit_code == 0
+    assert (
+        result.stdout.splitlines()[0]
+        == f"confirmed: the boot guard for backup {backup} is disarmed (the backup set stays)"
+    )
+    assert not any((root / rel).exists() or (root / rel).is_symlink() for rel in GUARD_FILES)
+    assert (root / f"var/backups/kvmbridge/{backup}/manifest.json").is_file()
+    assert (root / "var/lib/kvmbridge/state.json").read_bytes() == state
+    again = run("confirm", "--root", root)
+    assert (again.exit_code, again.stdout) == (0, f"no boot guard armed under {root}; nothing to confirm\n")
+    as_json = json.loads(run("confirm", "--root", root, "--json").stdout)
+    assert as_json == {"root": str(root), "was_armed": False, "backup": None, "removed": [], "warning": None}
+
+
+def test_confirm_json_names_the_backup_and_what_it_removed(root: Path) -> None:
+    backup = guarded(root, "--auto-confirm")
+    result = run("confirm", "--root", root, "--json")
+    report = json.loads(result.stdout)
+    assert (result.exit_code, report["was_armed"], report["backup"]) == (0, True, backup)
+    assert report["removed"][0] == f"/{GUARD}"  # first: once it is gone the units are inert
+    assert sorted(report["removed"]) == sorted(f"/{rel}" for rel in [*GUARD_FILES, *CHECK_FILES])
+
+
+def test_rollback_of_the_guarded_set_takes_the_guard_with_it(root: Path) -> None:
+    before = tree(root)
+    backup = guarded(root, "--auto-confirm")
+    assert run("rollback", backup, "--root", root).exit_code == 0
+    after = {k: v for k, v in tree(root).items() if not k.startswith("var/")}
+    assert after == {k: v for k, v in before.items() if not k.startswith("var/")}
+    assert not (root / GUARD).exists()
+
+
+def test_rollback_of_another_set_is_refused_while_a_guard_is_armed(root: Path) -> None:
+    first = run("install", GOLDEN / "two-bridges.toml", "--root", root)
+    assert first.exit_code == 0
+    older = next(line for line in first.stdout.splitlines() if line.startswith("backup: ")).split()[1]
+    backup = guarded(root)
+    before = tree(root)
+    result = run("rollback", older, "--root", root)
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"{root}/{GUARD}: a boot guard is armed for backup {backup}; roll back that one")
+    assert tree(root) == before
+
+
+def test_the_revert_restores_the_old_files_byte_for_byte_and_says_so(root: Path) -> None:
+    before = tree(root)
+    backup = guarded(root, "--auto-confirm")
+    result = run("expire-guard", "--root", root)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(
+        f"kvmbridge boot guard: not confirmed within 10m after boot: restored backup {backup} "
+    )
+    after = tree(root)
+    assert {k: v for k, v in after.items() if not k.startswith("var/")} == {
+        k: v for k, v in before.items() if not k.startswith("var/")
+    }
+    assert not (root / GUARD).exists()
+    report = json.loads((root / "var/lib/kvmbridge/guard-expired.json").read_text())
+    assert report["backup"] == backup and report["reason"] == "not confirmed within 10m after boot"
+    assert "/etc/network/interfaces" in report["restored"] and f"/{GUARD}" in report["removed"]
+    assert run("rollback", report["undo"], "--root", root).exit_code == 0  # the revert itself can be undone
+    assert (root / GUARD).exists()  # ... and that brings the guard back with the install
+
+
+def test_status_and_backups_show_an_armed_guard_then_an_expired_one(root: Path) -> None:
+    backup = guarded(root)
+    listing = run("backups", "--root", root).stdout.splitlines()
+    assert listing[-1].startswith(f"boot guard: armed for backup {backup} (armed ")
+    assert listing[-1].endswith("reverts 10m after boot unless `kvmbridge confirm`")
+    assert "etc/systemd" not in listing[1]  # the guard's own units are not "files" of the set
+    status = run("status", ARTICLE, "--root", root, "--json")
+    report = json.loads(status.stdout)
+    assert report["guard"]["armed"] is True and report["guard"]["backup"] == backup
+    assert report["guard"]["seconds"] == 600 and "profile" not in report["guard"]
+    run("expire-guard", "--root", root)
+    report = json.loads(run("status", ARTICLE, "--root", root, "--json").stdout)
+    assert report["guard"] == {"armed": False}
+    assert report["guard_expired"]["backup"] == backup
+    assert any(
+        line.startswith("boot guard: expired at ")
+        for line in run("status", ARTICLE, "--root", root).stdout.splitlines()
+    )
+
+
+# --- guard.json is data, not orders ------------------------------------------------------------
+
+
+def tamper(root: Path, **changes: object) -> None:
+    record = json.loads((root / GUARD).read_text())
+    record.update(changes)
+    (root / GUARD).write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"backup": "../../../etc"}, "backup: not a backup set ID"),
+        ({"backup": "20261128T170000.000000Z/../x"}, "backup: not a backup set ID"),
+        ({"seconds": 5}, "seconds: outside 30s to 24h"),
+        ({"executable": "/bin/sh -c reboot"}, "executable: not a plain absolute path"),
+        ({"version": 2}, "unknown version 2"),
+        ({"extra": "field"}, "Object contains unknown field `extra`"),
+        ({"backup": 7}, "Expected `str`, got `int`"),
+    ],
+)
+def test_a_tampered_record_is_never_obeyed(root: Path, changes: dict[str, object], problem: str) -> None:
+    guarded(root)
+    tamper(root, **changes)
+    before = tree(root)
+    result = run("expire-guard", "--root", root)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{root}/{GUARD}: damaged guard record (")
+    assert problem in result.stderr and len(result.stderr.splitlines()) == 1
+    assert tree(root) == before
+    assert run("install", GOLDEN / "two-bridges.toml", "--root", root).exit_code == 3
+    confirmed = run("confirm", "--root", root)
+    assert confirmed.exit_code == 0 and confirmed.stdout.startswith("warning: ")
+    assert not (root / GUARD).exists()
+
+
+def test_a_record_that_is_a_symlink_fifo_or_huge_is_refused_without_reading_it(root: Path, tmp_path: Path) -> None:
+    guarded(root)
+    secret = tmp_path / "elsewhere.json"
+    secret.write_text((root / GUARD).read_text())
+    for make in (
+        lambda p: p.symlink_to(secret),
+        os.mkfifo,
+        lambda p: p.write_bytes(b" " * (2 << 20)),
+    ):
+        (root / GUARD).unlink()
+        make(root / GUARD)
+        result = run("expire-guard", "--root", root)
+        assert result.exit_code == 2 and result.stderr.startswith(f"{root}/{GUARD}: the guard record ")
+    assert secret.exists()
+
+
+def test_confirm_never_removes_through_a_symlinked_folder(root: Path, tmp_path: Path) -> None:
+    guarded(root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kvmbridge-guard.timer").write_text("not ours\n")
+    wants = root / f"{UNITS}/timers.target.wants"
+    for child in wants.iterdir():
+        child.unlink()
+    wants.rmdir()
+    wants.symlink_to(outside)
+    before = tree(root)
+    result = run("confirm", "--root", root)
+    assert result.exit_code == 3
+    assert (
+        result.stderr
+        == f"{wants}: is a symlink; refusing to remove /{UNITS}/timers.target.wants/kvmbridge-guard.timer through it; nothing was changed\n"
+    )
+    assert tree(root) == before
+    assert (outside / "kvmbridge-guard.timer").read_text() == "not ours\n"
