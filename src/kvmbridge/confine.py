@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 
+from .guardfiles import UNIT_FILES
 from .targets import LINK_TARGETS, TARGETS, renderable
 
 OWN_STATE = "/var/lib/kvmbridge"
@@ -23,7 +24,7 @@ def is_managed(path: object) -> bool:
     """A destination kvmbridge may write, rename, delete or restore (not a folder)."""
     if not isinstance(path, str) or not _normal(path) or os.path.basename(path).startswith("."):
         return False
-    return renderable(path) or bool(_OWN_FILE.fullmatch(path))
+    return renderable(path) or path in UNIT_FILES or bool(_OWN_FILE.fullmatch(path))
 
 
 def _normal(path: str) -> bool:
@@ -33,7 +34,7 @@ def _normal(path: str) -> bool:
 def _ancestors() -> frozenset[str]:
     folders = set()
     patterns = [t.pattern for t in TARGETS] + [t.pattern for t in LINK_TARGETS]
-    for path in [*patterns, f"{OWN_STATE}/x", f"{OWN_BACKUPS}/x"]:
+    for path in [*patterns, *UNIT_FILES, f"{OWN_STATE}/x", f"{OWN_BACKUPS}/x"]:
         folder = os.path.dirname(path)
         while folder != "/":
             folders.add(folder)

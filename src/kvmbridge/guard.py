@@ -13,7 +13,6 @@ backup ID from it is ever used to reach the disk.
 from __future__ import annotations
 
 import re
-import stat
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,20 +20,9 @@ from typing import Any
 import msgspec
 
 from .errors import KvmbridgeError, RefusedError, UsageError
+from .guardfiles import CHECK, CHECK_LINK, EXPIRED, GUARD, GUARD_FILES, SERVICE, TIMER, TIMER_LINK, UNIT_DIR
 from .root import Root
 from .transaction import Op
-
-GUARD = "/var/lib/kvmbridge/guard.json"
-EXPIRED = "/var/lib/kvmbridge/guard-expired.json"
-UNIT_DIR = "/etc/systemd/system"
-TIMER = f"{UNIT_DIR}/kvmbridge-guard.timer"
-SERVICE = f"{UNIT_DIR}/kvmbridge-guard.service"
-CHECK = f"{UNIT_DIR}/kvmbridge-guard-check.service"
-TIMER_LINK = f"{UNIT_DIR}/timers.target.wants/kvmbridge-guard.timer"
-CHECK_LINK = f"{UNIT_DIR}/multi-user.target.wants/kvmbridge-guard-check.service"
-# Removal order for `confirm`: guard.json first, so an interrupted confirm leaves inert units
-# (their ConditionPathExists= fails), never a live timer without its record.
-GUARD_FILES = (GUARD, TIMER_LINK, CHECK_LINK, TIMER, SERVICE, CHECK)
 
 MIN_SECONDS, MAX_SECONDS = 30, 24 * 3600
 MAX_RECORD_BYTES = 1 << 20
@@ -103,19 +91,19 @@ def _check_record(record: GuardRecord) -> str | None:
 def read_guard(root: Root) -> GuardRecord | None:
     """The armed guard, or None; a damaged or tampered record is an error, never obeyed."""
     path = root.path(GUARD)
-    if root.symlinked_folder(GUARD) is not None:
-        raise KvmbridgeError(f"{path}: a folder on the way is a symlink; refusing to read the guard record")
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
+    kind = root.kind(GUARD)
+    if kind == "missing":
         return None
-    except OSError as exc:
-        raise KvmbridgeError(f"{path}: cannot read the guard record: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise KvmbridgeError(f"{path}: the guard record is not a regular file; refusing to use it")
-    if st.st_size > MAX_RECORD_BYTES:
-        raise KvmbridgeError(f"{path}: the guard record is larger than {MAX_RECORD_BYTES} bytes; refusing to use it")
-    data = root.read(GUARD).data or b""
+    if kind == "blocked":
+        raise KvmbridgeError(f"{path}: a folder on the way is a symlink; refusing to read the guard record")
+    if kind != "file":
+        raise KvmbridgeError(f"{path}: the guard record is not a regular file ({kind}); refusing to use it")
+    try:
+        data = root.read(GUARD, limit=MAX_RECORD_BYTES).data or b""
+    except KvmbridgeError:
+        raise KvmbridgeError(
+            f"{path}: the guard record is not a regular file of at most {MAX_RECORD_BYTES} bytes; refusing to use it"
+        ) from None
     try:
         record = msgspec.json.decode(data, type=GuardRecord)
     except msgspec.DecodeError as exc:
@@ -128,8 +116,11 @@ def read_guard(root: Root) -> GuardRecord | None:
 
 def read_expired(root: Root) -> dict[str, Any] | None:
     """What the last expired guard did (guard-expired.json), for `status`; None when absent or unreadable."""
-    on_disk = root.read(EXPIRED)
-    if on_disk.kind != "file" or on_disk.data is None or len(on_disk.data) > MAX_RECORD_BYTES:
+    try:
+        on_disk = root.read(EXPIRED, limit=MAX_RECORD_BYTES)
+    except KvmbridgeError:
+        return None
+    if on_disk.kind != "file" or on_disk.data is None:
         return None
     try:
         value = msgspec.json.decode(on_disk.data)
@@ -195,3 +186,6 @@ def guard_ops(spec: GuardSpec, backup_id: str, root: Root) -> list[Op]:
     if root.read(EXPIRED).kind == "file":
         ops.append(Op(EXPIRED))  # a new guard: the last one's report no longer describes this boot
     return ops
+
+
+__all__ = ["CHECK", "CHECK_LINK", "EXPIRED", "GUARD", "GUARD_FILES", "SERVICE", "TIMER", "TIMER_LINK", "UNIT_DIR"]

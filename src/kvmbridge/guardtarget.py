@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import RefusedError
-from .guard import SAFE_EXECUTABLE, TIMER, UNIT_DIR
+from .guard import SAFE_EXECUTABLE
+from .guardfiles import TIMER, UNIT_DIR
 from .root import Root
 
 CANDIDATES = ("/opt/kvmbridge/bin/kvmbridge", "/usr/local/bin/kvmbridge", "/usr/bin/kvmbridge")
@@ -96,9 +97,9 @@ def guard_problems(root: Root, executable: str) -> list[str]:
         else:
             problems += _writable(passed)
             problems += _temporary(real_interp, f"the interpreter of {executable}")
-            venv = Path(interpreter).parent.parent
-            if (root.path(str(venv)) / "pyvenv.cfg").is_file():
-                problems += _writable_tree(chase(root, str(venv))[0])
+            venv = str(Path(interpreter).parent.parent)
+            if _is_file_in(root, f"{venv}/pyvenv.cfg"):
+                problems += _writable_tree(chase(root, venv)[0])
     problems += _temporary(real, executable)
     for folder in GUARD_FOLDERS:
         problems += _temporary(_nearest_existing(root, folder), root.path(folder).as_posix())
@@ -111,15 +112,15 @@ def refuse_untrusted(root: Root, executable: str) -> None:
         raise RefusedError(*problems, "the boot guard cannot be trusted on this target; nothing was changed")
 
 
+def _is_file_in(root: Root, dest: str) -> bool:
+    try:
+        return chase(root, dest)[0].is_file()
+    except OSError:
+        return False
+
+
 def _systemd_problems(root: Root) -> Iterator[str]:
-    for candidate in SYSTEMD:
-        try:
-            real, _ = chase(root, candidate)
-        except OSError:
-            continue
-        if real.is_file():
-            break
-    else:
+    if not any(_is_file_in(root, candidate) for candidate in SYSTEMD):
         yield f"{root.path(SYSTEMD[0])}: the target root has no systemd; the guard's timer ({TIMER}) would never run"
         return
     if root.is_live and not Path("/run/systemd/system").is_dir():
