@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from kvmbridge import __version__
 
 from .conftest import ARTICLE, GOLDEN, as_nobody, run, write_profile
@@ -113,6 +115,18 @@ def test_dhcp_without_hwaddress_warns(tmp_path: Path) -> None:
     result = run("validate", path)
     assert result.exit_code == 0
     assert f"warning: {path}: bridges.br0.hwaddress: DHCP without hwaddress" in result.stderr
+
+
+@pytest.mark.parametrize(("method", "why"), [("auto", "SLAAC without hwaddress"), ("dhcp", "DHCPv6 without hwaddress")])
+def test_dynamic_ipv6_without_hwaddress_warns(tmp_path: Path, method: str, why: str) -> None:
+    path = write_profile(
+        tmp_path,
+        f'[bridges.br0]\nports = ["eth0"]\nipv6 = {{ method = "{method}" }}\n[sysctl]\nip_forward = false\n',
+    )
+    result = run("validate", path)
+    assert result.exit_code == 0
+    assert f"warning: {path}: bridges.br0.hwaddress: {why}" in result.stderr
+    assert 'set hwaddress = "eth0"' in result.stderr
 
 
 def test_file_name_with_a_newline_stays_one_line(tmp_path: Path) -> None:

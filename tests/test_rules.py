@@ -202,6 +202,26 @@ FAILING = [
     ("bool-as-int", profile(BASE_BRIDGE + "forward_delay = true"), "bridges.br0.forward_delay: expected int, got bool"),
     ("bad-method", profile('ipv4 = { method = "bootp" }'), "bridges.br0.ipv4.method: invalid value 'bootp'"),
     ("no-bridges", 'hostname = "kvm01"\n', "bridges: the profile defines no bridge; add a [bridges.NAME] table"),
+    (
+        "accept-ra-1-forwarding",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "auto", accept_ra = 1 }', top="[sysctl]\nipv6_forward = true"),
+        "bridges.br0.ipv6.accept_ra: 1 with sysctl.ipv6_forward = true: the kernel ignores router advertisements",
+    ),
+    (
+        "accept-ra-0-slaac",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "auto", accept_ra = 0 }'),
+        'bridges.br0.ipv6.accept_ra: 0 ignores router advertisements, which method = "auto" needs',
+    ),
+    (
+        "accept-ra-3",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "static", address = "2001:db8::2/64", accept_ra = 3 }'),
+        "bridges.br0.ipv6.accept_ra: 3 is not 0 (ignore), 1 (accept) or 2 (accept even when forwarding)",
+    ),
+    (
+        "accept-ra-manual",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "manual", accept_ra = 2 }'),
+        'bridges.br0.ipv6.accept_ra: is not used with method = "manual"',
+    ),
 ]
 
 
@@ -240,6 +260,15 @@ PASSING = [
         profile(extra='[networks."lan_2.a+b-c"]\nbridge = "br0"\nuuid = "0B5C2A5E-4E9C-4A8E-9B0F-6A2C6F0F7D11"\n'),
     ),
     ("source-empty", profile(top="[interfaces]\nsource = []")),
+    ("accept-ra-1-no-forwarding", profile(BASE_BRIDGE + 'ipv6 = { method = "dhcp", accept_ra = 1 }')),
+    (
+        "accept-ra-2-forwarding",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "auto", accept_ra = 2 }', top="[sysctl]\nipv6_forward = true"),
+    ),
+    (
+        "accept-ra-0-static",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "static", address = "2001:db8::2/64", accept_ra = 0 }'),
+    ),
 ]
 
 

@@ -3,6 +3,7 @@ on a clean Debian root; running-host checks use `ip -j` captured from namespaces
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ from kvmbridge.safety import Report, check_target
 from kvmbridge.state import State
 
 from .conftest import GOLDEN, require_root, require_tool, run, write_profile
-from .netns import GATEWAY, Lab
+from .netns import GATEWAY, HOST6_ADDRESS, LAN6_NET, Lab
 
 DATA = Path(__file__).parent / "data/roots"
 ARTICLE = GOLDEN / "article.toml"
@@ -73,6 +74,7 @@ SITUATIONS = [
     ("cloud-init-disabled", ARTICLE, [("KB110", "error", "eth0")]),
     ("sourced-port", ARTICLE, [("KB110", "error", "eth0")]),
     ("sourced-address", ARTICLE, [("KB109", "error", "eth0:1")]),
+    ("sourced-address6", GOLDEN / "ipv6.toml", [("KB109", "error", "eth1")]),  # same address, other spelling
     ("libvirt-conflict", ARTICLE, [("KB108", "error", "bridge-network")]),
 ]
 
@@ -182,7 +184,21 @@ def captured() -> LiveHost:
             lab.host,
             f"ip link set eth0 up && ip addr add 198.51.100.2/24 dev eth0 && ip route add default via {GATEWAY}",
         )
+        mac = lab.ip_json(lab.host, "link show dev eth0")[0]["address"]
+        lab.sh(
+            lab.host,
+            f"ip -6 addr add {HOST6_ADDRESS}/64 dev eth0 nodad && "
+            f"ip -6 addr add {eui64(mac)}/64 dev eth0 nodad valid_lft 3600 preferred_lft 3600",
+        )
         return lab.capture_live(lab.host)
+
+
+def eui64(mac: str) -> str:
+    """The SLAAC address a NIC with `mac` takes in the lab's prefix (modified EUI-64)."""
+    octets = [int(p, 16) for p in mac.split(":")]
+    octets[0] ^= 2
+    iid = bytes([*octets[:3], 0xFF, 0xFE, *octets[3:]])
+    return str(ipaddress.IPv6Address(ipaddress.IPv6Network(LAN6_NET).network_address.packed[:8] + iid))
 
 
 SSH = "198.51.100.77 50022 198.51.100.2 22"
@@ -223,3 +239,52 @@ def test_port_missing_on_the_running_host(tmp_path: Path, captured: LiveHost) ->
     assert live_findings(tmp_path, captured, 'ports = ["eth0", "enp9s0"]\nstp = true\nforward_delay = 15') == [
         ("KB113", "error", "enp9s0")
     ]
+
+
+STATIC6 = 'ipv4 = { method = "dhcp" }\nipv6 = { method = "static", address = "%s" }'
+
+
+@pytest.mark.parametrize(
+    ("bridge", "on_slaac", "expected"),
+    [
+        (STATIC6 % f"{HOST6_ADDRESS}/64", False, []),
+        (STATIC6 % "2001:0db8:5163:0001:0::2/64", False, []),
+        (STATIC6 % "2001:db8:5163:1::3/64", False, [("KB101", "error", "eth0")]),
+        ('ipv4 = { method = "static", address = "198.51.100.2/24" }', False, [("KB101", "error", "eth0")]),
+        ('hwaddress = "eth0"\nipv4 = { method = "dhcp" }', False, [("KB101", "error", "eth0")]),
+        ('hwaddress = "eth0"\nipv6 = { method = "auto" }', True, []),
+        ('ipv6 = { method = "auto" }', True, [("KB101", "error", "eth0")]),
+        ('hwaddress = "eth0"\nipv6 = { method = "dhcp" }', False, [("KB101", "warning", "eth0")]),
+        ('ipv6 = { method = "dhcp" }', False, [("KB101", "error", "eth0")]),
+    ],
+    ids=[
+        "static-same",
+        "static-same-spelled-long",
+        "static-other",
+        "ipv4-only",
+        "dhcpv4-hwaddress-only",
+        "slaac-hwaddress",
+        "slaac-new-mac",
+        "dhcpv6-hwaddress",
+        "dhcpv6-new-mac",
+    ],
+)
+def test_ssh_session_over_ipv6_is_protected_like_ipv4(
+    tmp_path: Path, captured: LiveHost, bridge: str, on_slaac: bool, expected: list[tuple[str, str, str]]
+) -> None:
+    mac = captured.link("eth0")["address"]  # type: ignore[index]
+    server = eui64(mac) if on_slaac else HOST6_ADDRESS
+    ssh = f"2001:db8:5163:1::77 50022 {server} 22"
+    live = LiveHost(captured.links, captured.addrs, captured.routes, ssh_connection=ssh)
+    assert live_findings(tmp_path, live, f'ports = ["eth0"]\n{bridge}') == expected
+
+
+def test_ipv4_session_seen_through_an_ipv6_socket_counts_as_ipv4(tmp_path: Path, captured: LiveHost) -> None:
+    ssh = "::ffff:198.51.100.77 1 ::ffff:198.51.100.2 22"
+    live = LiveHost(captured.links, captured.addrs, captured.routes, ssh_connection=ssh)
+    same = 'ports = ["eth0"]\nipv4 = { method = "static", address = "198.51.100.2/24" }'
+    other = 'ports = ["eth0"]\nipv4 = { method = "static", address = "198.51.100.3/24" }'
+    for folder in ("same", "other"):
+        (tmp_path / folder).mkdir()
+    assert live_findings(tmp_path / "same", live, same) == []
+    assert live_findings(tmp_path / "other", live, other) == [("KB101", "error", "eth0")]

@@ -21,6 +21,19 @@ def profile_warnings(profile: HostProfile) -> list[Problem]:
                     else "DHCP without hwaddress: the bridge's MAC, and so its lease, may change at every boot",
                 )
             )
+        if bridge.ipv6 is not None and bridge.ipv6.method in ("auto", "dhcp") and bridge.hwaddress is None:
+            how = (
+                "SLAAC without hwaddress: the address's interface ID comes from the bridge's MAC"
+                if bridge.ipv6.method == "auto"
+                else "DHCPv6 without hwaddress: dhclient's DUID comes from the bridge's MAC"
+            )
+            found.append(
+                (
+                    keypath(*at, "hwaddress"),
+                    f"{how}, not the port's, so the host's IPv6 address changes with the move to the bridge"
+                    + (f'; set hwaddress = "{bridge.ports[0]}" to keep the port\'s' if bridge.ports else ""),
+                )
+            )
         if not bridge.stp and len(bridge.ports) > 1:
             found.append((keypath(*at, "stp"), "two or more ports without STP: a loop between them floods the LAN"))
         if bridge.stp and not _timers_consistent(bridge.forward_delay, bridge.hello_time, bridge.max_age):

@@ -22,7 +22,7 @@ from .formats import NETXML, ifupdown2
 from .formats import interfaces as interfaces_format
 from .formats.ifupdown_sources import expand_source
 from .hostscan import LiveHost
-from .model import HostProfile
+from .model import Bridge, HostProfile
 from .plan import parse_or_none
 from .root import Root
 from .state import State
@@ -176,7 +176,12 @@ def _sourced_files(profile: HostProfile, root: Root, dialect: str) -> Iterator[F
     """
     load = ifupdown2.load if dialect == "ifupdown2" else interfaces_format.load
     owned = _names(profile)
-    ours = {b.ipv4.address.split("/")[0] for b in profile.bridges.values() if b.ipv4.address}
+    ours = {
+        _ip(block.address)
+        for b in profile.bridges.values()
+        for block in (b.ipv4, b.ipv6)
+        if block is not None and block.address is not None
+    } - {None}
     files = RootFiles(root)
     for pattern in profile.interfaces.source:
         for path in expand_source("/etc/network/interfaces", pattern, files):
@@ -197,7 +202,9 @@ def _sourced_files(profile: HostProfile, root: Root, dialect: str) -> Iterator[F
             yield from _sourced_findings(parsed, owned, ours)
 
 
-def _sourced_findings(parsed: interfaces_format.Interfaces, owned: dict[str, str], ours: set[str]) -> Iterator[Finding]:
+def _sourced_findings(
+    parsed: interfaces_format.Interfaces, owned: dict[str, str], ours: set[IPAddress | None]
+) -> Iterator[Finding]:
     for stanza in parsed.stanzas:
         name = stanza.name
         if name in owned:
@@ -209,7 +216,7 @@ def _sourced_findings(parsed: interfaces_format.Interfaces, owned: dict[str, str
                 f"remove the {name} stanza from {stanza.file}",
             )
         for address in (stanza.get("address") or "").split("\n"):
-            if address and address.split("/")[0] in ours and name not in owned:
+            if address and _ip(address) in ours and name not in owned:
                 yield Finding(
                     "KB109",
                     "error",
@@ -392,15 +399,13 @@ def _live_host(profile: HostProfile, live: LiveHost) -> Iterator[Finding]:
     parts = live.ssh_connection.split()
     if len(parts) != 4:
         return
-    server = parts[2]
+    address = _ip(parts[2])
+    server = str(address) if address is not None else parts[2]  # sshd on :: shows IPv4 as ::ffff:a.b.c.d
     nic = live.nic_holding(server)
     for name, bridge in profile.bridges.items():
         if nic not in bridge.ports:
             continue
-        ipv4 = bridge.ipv4
-        keeps = (ipv4.method == "static" and ipv4.address is not None and _same_ip(ipv4.address, server)) or (
-            ipv4.method == "dhcp" and bridge.hwaddress is not None
-        )
+        keeps, caveat = _carries(bridge, server, live.link(nic) or {})
         if not keeps:
             yield Finding(
                 "KB101",
@@ -408,8 +413,81 @@ def _live_host(profile: HostProfile, live: LiveHost) -> Iterator[Finding]:
                 nic or server,
                 f"your SSH session arrives on {server} at {nic}, "
                 f"which bridge {name} enslaves without carrying that address: you would be locked out",
-                f'give {name} address {server} with its prefix (static), or DHCP with hwaddress = "{nic}"',
+                f"give {name} address {server} with its prefix (static), "
+                f'or {"SLAAC or DHCP" if ":" in server else "DHCP"} with hwaddress = "{nic}"',
             )
+        elif caveat:
+            yield Finding(
+                "KB101",
+                "warning",
+                nic or server,
+                f"your SSH session arrives on {server} at {nic}; {caveat}",
+                (f"reserve {server} for the kept MAC on the DHCPv6 server, or make it static"),
+            )
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip(text: str) -> IPAddress | None:
+    """An address as a value, so 2001:db8::2 and 2001:0db8:0::2 are the same (and ::ffff:a.b.c.d is IPv4)."""
+    try:
+        address = ipaddress.ip_interface(text.strip()).ip
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _carries(bridge: Bridge, server: str, nic_link: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether the bridge will hold `server` after the reboot, and what that hangs on.
+
+    Both families count alike: a static address must be the same; DHCPv4 keeps
+    its lease through the kept MAC (we send no client-id); SLAAC and link-local
+    addresses keep their EUI-64 interface identifier only with the same MAC;
+    DHCPv6 leases follow the client's DUID, which the bridge's dhclient makes anew.
+    """
+    address = _ip(server)
+    if address is None:
+        return True, None
+    kept_mac = bridge.hwaddress is not None and (
+        bridge.hwaddress in bridge.ports or bridge.hwaddress.lower() == str(nic_link.get("address", "")).lower()
+    )
+    if address.version == 4:
+        block4 = bridge.ipv4
+        static = block4.method == "static" and block4.address is not None and _ip(block4.address) == address
+        return static or (block4.method == "dhcp" and bridge.hwaddress is not None), None
+    block = bridge.ipv6
+    eui64 = kept_mac and _eui64(address, str(nic_link.get("address", "")))
+    if address.is_link_local:
+        return bool(eui64), None
+    if block is None or block.method == "manual":
+        return False, None
+    if block.method == "static":
+        return block.address is not None and _ip(block.address) == address, None
+    if block.method == "auto":
+        return bool(eui64), None
+    if not kept_mac:
+        return False, None
+    return True, (
+        "DHCPv6 leases follow the client's DUID, which changes with the bridge: the server must hand this "
+        "address to the kept MAC (a reservation), or the session is lost after the reboot"
+    )
+
+
+def _eui64(address: ipaddress.IPv6Address, mac: str) -> bool:
+    """Whether the address's interface identifier is the modified EUI-64 of `mac` (RFC 4291)."""
+    parts = mac.split(":")
+    if len(parts) != 6:
+        return False
+    try:
+        octets = [int(p, 16) for p in parts]
+    except ValueError:
+        return False
+    octets[0] ^= 0x02
+    iid = bytes([*octets[:3], 0xFF, 0xFE, *octets[3:]])
+    return address.packed[8:] == iid
 
 
 def _same_ip(cidr: str, address: str) -> bool:
