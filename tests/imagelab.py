@@ -50,7 +50,17 @@ from typing import Any
 from kvmbridge.model import HostProfile
 from kvmbridge.profile import load_profile
 
-from .netns import DHCP_RANGE, GATEWAY, GATEWAY6, HOST6_ADDRESS, HOST_ADDRESS, LAN_NET, ROUTER_LL, readdress
+from .netns import (
+    DHCP6_RANGE,
+    DHCP_RANGE,
+    GATEWAY,
+    GATEWAY6,
+    HOST6_ADDRESS,
+    HOST_ADDRESS,
+    LAN_NET,
+    ROUTER_LL,
+    readdress,
+)
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 
@@ -512,6 +522,7 @@ class Lan:
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kvmbridge-lan-")))
     namespaces: list[str] = field(default_factory=list)
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _router6: bool = False
 
     def __post_init__(self) -> None:
         self.name = f"kbl-{self.tag}-lan"
@@ -565,6 +576,48 @@ class Lan:
         while not pidfile.exists():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"dnsmasq did not start: {process.communicate(timeout=5)[1].decode()}")
+            time.sleep(0.02)
+
+    def add_ipv6_router(self) -> None:
+        """The router's IPv6 addresses (GATEWAY6, fe80::1) on `lanbr`, without advertising anything yet."""
+        if self._router6:
+            return
+        self._router6 = True
+        self.sh("sysctl -qw net.ipv6.conf.all.forwarding=1")  # dnsmasq advertises no router lifetime otherwise
+        self.sh(f"ip addr add {GATEWAY6}/64 dev lanbr nodad && ip addr add {ROUTER_LL}/64 dev lanbr nodad")
+
+    def start_router_advertisements(self, dhcpv6: bool = False, reserve: dict[str, str] | None = None) -> None:
+        """IPv6 on the LAN: the router holds GATEWAY6 and fe80::1 and advertises LAN6_NET (dnsmasq RA);
+        with `dhcpv6` the managed flag and a DHCPv6 range, `reserve` mapping a MAC to a fixed address.
+        A child of this process like `start_dhcp`'s dnsmasq."""
+        self.add_ipv6_router()
+        if dhcpv6:
+            ranges = [f"--dhcp-range={DHCP6_RANGE[0]},{DHCP6_RANGE[1]},64,1h"]
+        else:
+            ranges = ["--dhcp-range=::,constructor:lanbr,ra-only,64,1h"]
+        pidfile = self.work / "dnsmasq6.pid"
+        argv = [
+            "nsenter",
+            f"--net=/run/netns/{self.name}",
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=lanbr",
+            "--bind-interfaces",
+            "--enable-ra",
+            *ranges,
+            *(f"--dhcp-host={mac},[{address}]" for mac, address in (reserve or {}).items()),
+            f"--dhcp-leasefile={self.work / 'dnsmasq6.leases'}",
+            f"--pid-file={pidfile}",
+            f"--log-facility={self.work / 'dnsmasq6.log'}",
+        ]
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.children.append(process)
+        deadline = time.monotonic() + 10
+        while not pidfile.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dnsmasq (RA) did not start: {process.communicate(timeout=5)[1].decode()}")
             time.sleep(0.02)
 
     def leases(self) -> list[str]:

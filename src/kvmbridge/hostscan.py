@@ -252,8 +252,9 @@ def _ipv6_values(
     values |= {"ipv6_method": method, "ipv6_accept_ra": accept_ra}
     if method == "dhcp":
         notes.append(
-            "DHCPv6 servers key leases on the client's DUID: the bridge's dhclient makes a new one from the kept "
-            "MAC, so the same address needs a reservation by MAC on the server"
+            "DHCPv6 leases follow the client's DUID, which the bridge's dhclient makes anew, and the reboot does "
+            "not release the old lease: expect a new IPv6 address, unless you release it first and the server "
+            "has a reservation by MAC"
         )
     return values
 

@@ -1,0 +1,115 @@
+"""IPv6 in booted images: a host imported with `init --from-host` (static dual stack, SLAAC, DHCPv6),
+installed by the real CLI inside the machine and rebooted under systemd: static and SLAAC answer at
+their old IPv6 address (the dual-stack host at its IPv4 one too), DHCPv6 at a lease it then keeps;
+the LAN reaches a guest over IPv6 across the bridge."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .conftest import require_root, require_tool
+from .imagelab import Image, Lan, Machine, kvmbridge_image
+from .netns import DHCP6_RANGE, GATEWAY, GATEWAY6, HOST6_ADDRESS, HOST_ADDRESS, LAN6_NET, VM6_ADDRESS, VM_ADDRESS
+
+KVMBRIDGE = "/opt/kvmbridge/bin/kvmbridge"
+RESERVED6 = f"{DHCP6_RANGE[0][:-3]}120"
+
+OLD = {
+    "dual-stack-static": f"""auto lo
+iface lo inet loopback
+
+auto eth0
+iface eth0 inet static
+    address {HOST_ADDRESS}/24
+    gateway {GATEWAY}
+
+iface eth0 inet6 static
+    address {HOST6_ADDRESS}/64
+    gateway {GATEWAY6}
+""",
+    "slaac": "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n\niface eth0 inet6 auto\n",
+    "dhcpv6": "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet6 dhcp\n",
+}
+
+
+@pytest.fixture(scope="module")
+def image() -> Image:
+    require_root()
+    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "unshare", "ip", "dnsmasq", "ping"):
+        require_tool(tool)
+    return kvmbridge_image("base")
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    with Lan() as lan:
+        yield lan
+
+
+def global6(machine: Machine, dev: str) -> list[dict[str, Any]]:
+    info = machine.ip_json(f"-6 addr show dev {dev} scope global")
+    return [a for a in (info[0]["addr_info"] if info else []) if a.get("local") and not a.get("tentative")]
+
+
+def wait_global6(machine: Machine, dev: str, seconds: float = 20) -> list[str]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        found = [str(a["local"]) for a in global6(machine, dev)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("setup", list(OLD))
+def test_host_imported_from_itself_answers_over_ipv6_after_the_reboot(setup: str, image: Image, lan: Lan) -> None:
+    lan.add_ipv6_router()
+    if setup == "slaac":
+        lan.start_dhcp()
+        lan.start_router_advertisements()
+    with Machine(lan, {"eth0": True}, image) as machine:
+        if setup == "dhcpv6":
+            lan.start_router_advertisements(dhcpv6=True, reserve={machine.macs["eth0"]: RESERVED6})
+        (machine.root / "etc/network/interfaces").write_text(OLD[setup])
+        machine.boot()
+        before = wait_global6(machine, "eth0")
+        assert len(before) == 1, (before, machine.console()[-2000:])
+        assert lan.wait_ping(before[0]), "the old host does not answer over IPv6"
+
+        text = machine.run(f"{KVMBRIDGE} init --from-host > /root/host.toml && cat /root/host.toml").stdout
+        settings = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+        assert not [line for line in settings if "fe80" in line], "a link-local address was copied"
+        method = {"dual-stack-static": "static", "slaac": "auto", "dhcpv6": "dhcp"}[setup]
+        assert f'ipv6 = {{ method = "{method}"' in text, text
+        result = machine.run(f"{KVMBRIDGE} install /root/host.toml", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+        # SLAAC: the same EUI-64 address on two bridge boots. DHCPv6: the first bridge boot takes a new
+        # lease (the old one is never released: at shutdown ifdown already reads the new interfaces file,
+        # where eth0 is `inet manual`, and the bridge's dhclient has a new DUID), kept on later boots.
+        expected = before
+        for boot in range(1 if setup == "dual-stack-static" else 2):
+            assert machine.reboot() == "running", machine.run("systemctl --failed --no-pager", check=False).stdout
+            assert machine.ip_json("link show dev br0")[0]["address"] == machine.macs["eth0"]
+            after = wait_global6(machine, "br0")
+            if setup == "dhcpv6" and boot == 0:
+                low, high = (ipaddress.IPv6Address(a) for a in DHCP6_RANGE)
+                assert len(after) == 1 and low <= ipaddress.IPv6Address(after[0]) <= high, after
+                expected = after
+            assert after == expected, f"boot {machine.boots}: the bridge has {after}, expected {expected}"
+            assert lan.wait_ping(after[0]), f"boot {machine.boots}: the LAN cannot reach {after[0]}"
+        if setup == "dual-stack-static":
+            assert lan.wait_ping(HOST_ADDRESS), "the host lost its IPv4 address"
+        elif setup == "slaac":
+            assert ipaddress.IPv6Address(before[0]) in ipaddress.IPv6Network(LAN6_NET)
+        routes = machine.ip_json("-6 route show default")
+        assert [r["dev"] for r in routes] == ["br0"], routes
+        guest = lan.guest(machine, "br0", VM_ADDRESS)
+        subprocess.run(["ip", "-n", guest, "addr", "add", f"{VM6_ADDRESS}/64", "dev", "eth0", "nodad"], check=True)
+        assert lan.wait_ping(VM6_ADDRESS), "the LAN cannot reach the guest over IPv6 across the bridge"
