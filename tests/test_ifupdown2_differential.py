@@ -105,6 +105,14 @@ def compare(root: Path, raw: bytes, tag: str) -> tuple[bool, str]:
     theirs, errors = answers[f"{tag}-orig"]
     complaints = [line for line in errors.splitlines() if line.startswith(f"error: /kb/{tag}-orig")]
     if error is not None:
+        # ifupdown2 crashes on some lines (a bare `iface`: IndexError) instead of naming them.
+        crashed = [
+            line
+            for line in errors.splitlines()
+            if line.startswith("error: main exception") and "no ifaces found" not in line and "cannot find" not in line
+        ]
+        if crashed and not complaints:
+            return True, f"both refuse; ifupdown2 crashed: {crashed}"
         if error.reason.startswith("ifupdown2 template"):  # refused on purpose; ifupdown2 here has no mako either
             return (bool(complaints), f"we refuse templates; ifupdown2: {complaints}")
         if error.line and f"line{error.line}: {error.reason}" not in errors:
