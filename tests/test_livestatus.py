@@ -232,9 +232,55 @@ def test_ipv6_static_address_and_gateway() -> None:
         {"family": "inet6", "local": "2001:db8:0:1:0::20", "prefixlen": 64, "scope": "global"}
     )
     facts["routes6"] = [{"dst": "default", "gateway": "fe80::1", "dev": "br0"}]
+    facts["ipv6_conf"] = {"br0": {"accept_ra": "1", "autoconf": "0", "forwarding": "0"}}
     assert lines(profile, facts) == []
     facts["routes6"] = []
     assert lines(profile, facts) == ["br0: ipv6 default route: expected via fe80::1, found no default route"]
+    facts["ipv6_conf"] = {}
+    assert "br0: ipv6: expected enabled, found disabled (no /proc/sys/net/ipv6/conf entry)" in lines(profile, facts)
+
+
+SLAAC = {"family": "inet6", "local": "2001:db8:0:1:5054:ff:fe12:3456", "prefixlen": 64, "scope": "global"}
+
+
+def test_slaac_wants_a_dynamic_address_the_router_s_default_route_and_accept_ra_as_rendered() -> None:
+    profile = msgspec.structs.replace(
+        tuned(article(), ipv6=IPv6(method="auto")), sysctl=msgspec.structs.replace(article().sysctl, ipv6_forward=True)
+    )
+    facts = good_facts(profile)
+    facts["addrs"][0]["addr_info"].append({**SLAAC, "dynamic": True, "mngtmpaddr": True})
+    facts["routes6"] = [{"dst": "default", "gateway": "fe80::1", "dev": "br0", "protocol": "ra"}]
+    facts["ipv6_conf"] = {"br0": {"accept_ra": "2", "autoconf": "1", "forwarding": "1"}}
+    assert lines(profile, facts) == []
+    facts["addrs"][0]["addr_info"][-1] = SLAAC  # static, not from an RA
+    facts["routes6"] = []
+    facts["ipv6_conf"] = {"br0": {"accept_ra": "1", "autoconf": "1", "forwarding": "1"}}
+    assert lines(profile, facts) == [
+        "br0: ipv6 address: expected a SLAAC address (dynamic, /64, from the advertised prefix), "
+        f"found {SLAAC['local']}/64",
+        "br0: accept_ra: expected 2, found 1",
+        "br0: router advertisements: expected accepted (accept_ra 2 on a forwarding interface), "
+        "found ignored (accept_ra 1, forwarding 1)",
+        "br0: ipv6 default route: expected via the advertising router, found no default route",
+    ]
+
+
+def test_dhcpv6_wants_a_lease_and_forwarding_as_written() -> None:
+    profile = msgspec.structs.replace(
+        tuned(article(), ipv6=IPv6(method="dhcp")), sysctl=msgspec.structs.replace(article().sysctl, ipv6_forward=True)
+    )
+    facts = good_facts(profile)
+    lease = {"family": "inet6", "local": "2001:db8:0:1::1c9", "prefixlen": 128, "scope": "global", "dynamic": True}
+    facts["addrs"][0]["addr_info"].append(lease)
+    facts["routes6"] = [{"dst": "default", "gateway": "fe80::1", "dev": "br0", "protocol": "ra"}]
+    facts["ipv6_conf"] = {"br0": {"accept_ra": "2", "autoconf": "1", "forwarding": "1"}}
+    assert lines(profile, facts) == []
+    facts["addrs"][0]["addr_info"].pop()
+    facts["ipv6_conf"] = {"br0": {"accept_ra": "2", "autoconf": "1", "forwarding": "0"}}
+    assert lines(profile, facts) == [
+        "br0: ipv6 address: expected a DHCPv6 lease (dynamic address), found none",
+        "br0: ipv6 forwarding: expected 1, found 0",
+    ]
 
 
 def test_a_network_not_autostarted_need_not_be_active() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from .errors import KvmbridgeError
 from .fileset import RenderedSet
 from .formats import sysctl as sysctl_format
+from .hostscan import read_ipv6_conf
 from .model import Bridge, HostProfile
 from .plan import make_plan
 from .root import Root
@@ -63,6 +64,8 @@ class Facts:
     networks: dict[str, dict[str, str] | None] | None = None
     libvirt_error: str | None = None
     files: tuple[tuple[str, str], ...] = ()
+    # /proc/sys/net/ipv6/conf/BRIDGE/{accept_ra,autoconf,forwarding} of the profile's bridges
+    ipv6_conf: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def link(self, name: str) -> dict[str, Any] | None:
         return next((link for link in self.links if link.get("ifname") == name), None)
@@ -105,6 +108,8 @@ def compare(profile: HostProfile, files: RenderedSet, facts: Facts) -> Status:
     notes: list[str] = []
     for name, bridge in profile.bridges.items():
         mismatches += _bridge(name, bridge, facts)
+        if bridge.ipv6 is not None and facts.link(name) is not None:
+            mismatches += _ipv6_conf(name, bridge, profile.sysctl.ipv6_forward, facts)
     mismatches += _routes(profile, facts)
     wanted = sysctl_values(files)
     for key, value in wanted.items():
@@ -195,12 +200,48 @@ def _addresses(name: str, bridge: Bridge, facts: Facts) -> Iterator[Mismatch]:
     if bridge.ipv6.method == "static" and bridge.ipv6.address:
         if _normal(bridge.ipv6.address) not in {_normal(c) for c in _cidrs(v6)}:
             yield Mismatch(name, "ipv6 address", bridge.ipv6.address, _words(_cidrs(v6)))
-    elif bridge.ipv6.method in ("auto", "dhcp") and not v6:
-        yield Mismatch(name, "ipv6 address", f"a global address ({bridge.ipv6.method})", "none")
+    elif bridge.ipv6.method == "auto" and not [a for a in v6 if _slaac(a)]:
+        yield Mismatch(name, "ipv6 address", "a SLAAC address (dynamic, /64, from the advertised prefix)", _v6(v6))
+    elif bridge.ipv6.method == "dhcp" and not [a for a in v6 if a.get("dynamic")]:
+        yield Mismatch(name, "ipv6 address", "a DHCPv6 lease (dynamic address)", _v6(v6))
+
+
+def _slaac(address: dict[str, Any]) -> bool:
+    """An address the kernel made from a router advertisement: it expires, spans the /64, is not a privacy one."""
+    return bool(address.get("dynamic")) and address.get("prefixlen") == 64 and not address.get("temporary")
+
+
+def _v6(addresses: list[dict[str, Any]]) -> str:
+    return _words(
+        [f"{a.get('local')}/{a.get('prefixlen')}" + (" (dynamic)" if a.get("dynamic") else "") for a in addresses]
+    )
+
+
+def _ipv6_conf(name: str, bridge: Bridge, forwarding: bool, facts: Facts) -> Iterator[Mismatch]:
+    """accept_ra and forwarding as written, and the trap between them: RAs ignored on a forwarding bridge."""
+    assert bridge.ipv6 is not None
+    conf = facts.ipv6_conf.get(name)
+    if conf is None:
+        if bridge.ipv6.method != "manual":
+            yield Mismatch(name, "ipv6", "enabled", "disabled (no /proc/sys/net/ipv6/conf entry)")
+        return
+    accept_ra = bridge.ipv6.effective_accept_ra(forwarding)
+    if accept_ra is not None and conf.get("accept_ra") != str(accept_ra):
+        yield Mismatch(name, "accept_ra", str(accept_ra), conf.get("accept_ra", "unknown"))
+    if forwarding and conf.get("forwarding") != "1":
+        yield Mismatch(name, "ipv6 forwarding", "1", conf.get("forwarding", "unknown"))
+    if bridge.ipv6.method in ("auto", "dhcp") and conf.get("forwarding") == "1" and conf.get("accept_ra") != "2":
+        yield Mismatch(
+            name,
+            "router advertisements",
+            "accepted (accept_ra 2 on a forwarding interface)",
+            f"ignored (accept_ra {conf.get('accept_ra', 'unknown')}, forwarding 1)",
+        )
 
 
 def _routes(profile: HostProfile, facts: Facts) -> Iterator[Mismatch]:
     static_gateway = any(b.ipv4.gateway for b in profile.bridges.values())
+    static_gateway6 = any(b.ipv6.gateway for b in profile.bridges.values() if b.ipv6 is not None)
     for name, bridge in profile.bridges.items():
         if facts.link(name) is None:
             continue  # already reported once, as missing
@@ -212,6 +253,13 @@ def _routes(profile: HostProfile, facts: Facts) -> Iterator[Mismatch]:
         v6_gateway = bridge.ipv6.gateway if bridge.ipv6 is not None else None
         if v6_gateway and not _default_via(facts.routes6, name, v6_gateway):
             yield Mismatch(name, "ipv6 default route", f"via {v6_gateway}", _defaults(facts.routes6))
+        elif (
+            bridge.ipv6 is not None
+            and bridge.ipv6.method in ("auto", "dhcp")
+            and not static_gateway6
+            and not any(r.get("dst") == "default" and r.get("dev") == name for r in facts.routes6)
+        ):
+            yield Mismatch(name, "ipv6 default route", "via the advertising router", _defaults(facts.routes6))
 
 
 def _networks(profile: HostProfile, facts: Facts) -> Iterator[Mismatch]:
@@ -298,6 +346,7 @@ def gather_facts(profile: HostProfile, files: RenderedSet, root: Root) -> Facts:
         br_netfilter=Path("/proc/sys/net/bridge").is_dir(),
         **_libvirt(list(profile.networks)),
         files=tuple((c.path, "blocked" if c.blocked else c.status) for c in plan.changes if c.writes or c.blocked),
+        ipv6_conf=read_ipv6_conf([name for name, bridge in profile.bridges.items() if bridge.ipv6 is not None]),
     )
 
 
