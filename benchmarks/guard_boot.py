@@ -4,7 +4,7 @@ Boots the article's profile (on the lab LAN) in a Debian 12 image under
 systemd-nspawn three ways: no guard, `--confirm-within 10m`, and
 `--confirm-within 10m --auto-confirm`. Prints, per way, the median seconds
 from nspawn's start until systemd reports the boot finished, systemd's own
-"reached after" figure for multi-user.target, and whether any kvmbridge unit
+"reached after" figure for the default target, and whether any kvmbridge unit
 is on `systemd-analyze critical-chain`; then the chains themselves for the
 auto-confirm boot, and when its check confirmed.
 
@@ -46,7 +46,7 @@ def boot_once(lan: Lan, profile: Path, extra: list[str]) -> tuple[float, float |
         machine.wait_booted()
         booted = time.monotonic() - started
         analyze = machine.run("systemd-analyze time --no-pager", check=False).stdout
-        found = re.search(r"multi-user\.target reached after ([0-9.]+)(ms|s)", analyze)
+        found = re.search(r"(?:graphical|multi-user)\.target reached after ([0-9.]+)(ms|s)", analyze)
         reached = None if found is None else float(found[1]) / (1000 if found[2] == "ms" else 1)
         chain = machine.run("systemd-analyze critical-chain --no-pager", check=False).stdout
         check = ""
@@ -56,7 +56,7 @@ def boot_once(lan: Lan, profile: Path, extra: list[str]) -> tuple[float, float |
                 time.sleep(0.2)
             check = machine.run(
                 "systemd-analyze critical-chain --no-pager kvmbridge-guard-check.service; "
-                "systemctl show -P ExecMainExitTimestampMonotonic -P ExecMainStartTimestampMonotonic "
+                "systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic "
                 "kvmbridge-guard-check.service",
                 check=False,
             ).stdout
@@ -72,7 +72,7 @@ def main() -> None:
         profile = Path(tmp) / "article.toml"
         profile.write_text(profile_toml(readdress(load_profile(REPO / "golden/article.toml"))))
         print(f"median of {runs} boots of golden/article.toml on the lab LAN (Debian 12 image, systemd-nspawn)")
-        print(f"{'':<14}{'boot finished (s)':>19}{'multi-user.target (s)':>23}  kvmbridge on the critical chain")
+        print(f"{'':<14}{'boot finished (s)':>19}{'default target (s)':>23}  kvmbridge on the critical chain")
         last: tuple[str, str] = ("", "")
         for way, extra in WAYS.items():
             samples = [boot_once(lan, profile, extra) for _ in range(runs)]

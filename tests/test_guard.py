@@ -71,6 +71,7 @@ def test_auto_confirm_adds_the_check_unit_after_network_online_outside_the_boot_
     assert f"\nExecStart={EXECUTABLE} auto-confirm\n" in check
     assert "\nAfter=sysinit.target network-online.target libvirtd.service\n" in check
     assert "\nDefaultDependencies=no\n" in check  # multi-user.target is not ordered after it
+    assert "\nType=exec\n" in check  # and the boot's jobs end when it starts, not when it finishes
     link = root / f"{UNITS}/multi-user.target.wants/kvmbridge-guard-check.service"
     assert os.readlink(link) == "../kvmbridge-guard-check.service"
     assert json.loads((root / GUARD).read_text())["auto_confirm"] is True
