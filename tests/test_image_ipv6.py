@@ -6,6 +6,7 @@ the LAN reaches a guest over IPv6 across the bridge."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -110,6 +111,10 @@ def test_host_imported_from_itself_answers_over_ipv6_after_the_reboot(setup: str
             assert ipaddress.IPv6Address(before[0]) in ipaddress.IPv6Network(LAN6_NET)
         routes = machine.ip_json("-6 route show default")
         assert [r["dev"] for r in routes] == ["br0"], routes
+        # the product's own check agrees: addresses, RA default route, accept_ra and forwarding as rendered
+        status = machine.run(f"{KVMBRIDGE} status /root/host.toml --json", check=False)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert json.loads(status.stdout)["as_profiled"] is True
         guest = lan.guest(machine, "br0", VM_ADDRESS)
         subprocess.run(["ip", "-n", guest, "addr", "add", f"{VM6_ADDRESS}/64", "dev", "eth0", "nodad"], check=True)
         assert lan.wait_ping(VM6_ADDRESS), "the LAN cannot reach the guest over IPv6 across the bridge"
