@@ -118,6 +118,7 @@ class Lab:
     lan: str = ""
     host: str = ""
     vm: str = ""
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.lan, self.host, self.vm = (f"kbt-{self.tag}-{n}" for n in ("lan", "host", "vm"))
@@ -129,6 +130,9 @@ class Lab:
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for child in self.children:
+            child.kill()
+            child.wait(30)
         for ns in (self.vm, self.host, self.lan):
             pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
             for pid in pids.split():
@@ -171,24 +175,38 @@ class Lab:
         self.sh(self.vm, f"ip addr add {VM_ADDRESS}/24 dev vm0 && ip addr add {VM6_ADDRESS}/64 dev vm0 nodad")
         self.sh(self.vm, "ip link set vm0 up")
 
-    def start_dhcp_server(self) -> None:
-        lease = self.work / "dnsmasq.leases"
-        self.sh(
+    def dnsmasq(self, name: str, *options: str) -> None:
+        """dnsmasq on the router's `lanbr`, as a child of this process (reaped on exit, never a zombie under PID 1)."""
+        pidfile = self.work / f"{name}.pid"
+        argv = [
+            "ip",
+            "netns",
+            "exec",
             self.lan,
-            " ".join(
-                [
-                    "dnsmasq",
-                    "--conf-file=/dev/null",
-                    "--port=0",
-                    "--interface=lanbr",
-                    "--bind-interfaces",
-                    f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
-                    f"--dhcp-option=3,{GATEWAY}",
-                    f"--dhcp-leasefile={lease}",
-                    f"--pid-file={self.work / 'dnsmasq.pid'}",
-                    "--dhcp-authoritative",
-                ]
-            ),
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=lanbr",
+            "--bind-interfaces",
+            f"--dhcp-leasefile={self.work / f'{name}.leases'}",
+            f"--pid-file={pidfile}",
+            *options,
+        ]
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.children.append(process)
+        deadline = time.monotonic() + 10
+        while not pidfile.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dnsmasq ({name}) did not start: {process.communicate(timeout=5)[1].decode()}")
+            time.sleep(0.02)
+
+    def start_dhcp_server(self) -> None:
+        self.dnsmasq(
+            "dnsmasq",
+            f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
+            f"--dhcp-option=3,{GATEWAY}",
+            "--dhcp-authoritative",
         )
 
     def start_router_advertisements(self, dhcpv6: bool = False, reserve: dict[str, str] | None = None) -> None:
@@ -202,23 +220,7 @@ class Lab:
         else:
             ranges = ["--dhcp-range=::,constructor:lanbr,ra-only,64,1h"]
         hosts = [f"--dhcp-host={mac},[{address}]" for mac, address in (reserve or {}).items()]
-        self.sh(
-            self.lan,
-            shlex.join(
-                [
-                    "dnsmasq",
-                    "--conf-file=/dev/null",
-                    "--port=0",
-                    "--interface=lanbr",
-                    "--bind-interfaces",
-                    "--enable-ra",
-                    *ranges,
-                    *hosts,
-                    f"--dhcp-leasefile={self.work / 'dnsmasq6.leases'}",
-                    f"--pid-file={self.work / 'dnsmasq6.pid'}",
-                ]
-            ),
-        )
+        self.dnsmasq("dnsmasq6", "--enable-ra", *ranges, *hosts)
 
     def ifup(self, root: Path) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "ROOT": str(root), "WORK": str(self.work)}
