@@ -1,0 +1,347 @@
+"""The `kvmbridge.fleet` collection over real SSH: the README's playbook against three booted Debian 12 hosts.
+
+Three image-lab machines (systemd as PID 1, sshd, a test key) sit on the lab
+LAN (198.51.100.0/24); the controller is this machine: ansible-playbook, ssh and
+pip run here, and only a small relay (`tcp_relay.py`, the SSH ProxyCommand)
+enters the LAN namespace. The collection is built with `ansible-galaxy
+collection build` and installed from that tarball. The hosts boot once for the
+module; the tests are the steps of one rollout and run in order: check mode,
+apply with a guard (reboot, status, confirm), again, a blocking finding on one
+host, then a profile that cuts one host off, reverted by its guard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, require_root, require_tool
+from .imagelab import REBOOT_EXIT, Lan, Machine, image
+from .netns import GATEWAY, LAN_NET
+
+PLAYBOOK = REPO / "ansible/example/site.yml"
+COLLECTION = REPO / "ansible/ansible_collections/kvmbridge/fleet"
+HOSTS = {"kvm01": f"{LAN_NET}.11", "kvm02": f"{LAN_NET}.12", "kvm03": f"{LAN_NET}.13"}
+# Containers share the kernel's boot_id; PID 1's start time (in ticks since the kernel booted) changes per boot.
+BOOT_TIME = "cut -d' ' -f22 /proc/1/stat"
+
+
+def profile_text(address: str, gateway: str = GATEWAY) -> str:
+    return (
+        '[bridges.br0]\nports = ["eth0"]\n'
+        f'ipv4 = {{ method = "static", address = "{address}/24", gateway = "{gateway}" }}\n\n'
+        '[networks.lan]\nbridge = "br0"\n'
+    )
+
+
+def first_interfaces(address: str) -> str:
+    """What the host runs before kvmbridge: its address straight on the NIC."""
+    return (
+        "auto lo\niface lo inet loopback\n\n"
+        f"auto eth0\niface eth0 inet static\n    address {address}/24\n    gateway {GATEWAY}\n"
+    )
+
+
+@dataclass
+class Host:
+    """A lab machine that boots again whenever it reboots itself (nspawn exits 133), as a real host would."""
+
+    name: str
+    address: str
+    machine: Machine
+    stopping: bool = False
+    exits: list[int] = field(default_factory=list)
+    thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        self.machine.boot()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            process = self.machine.process
+            if process is None:
+                return
+            code = process.wait()
+            with self.lock:
+                if self.stopping:
+                    return
+                self.exits.append(code)
+                self.machine._stopped()
+                if code != REBOOT_EXIT:
+                    return
+                self.machine.start()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            self.machine.power_loss()
+        if self.thread is not None:
+            self.thread.join(30)
+
+    def etc_hashes(self) -> dict[str, str]:
+        """Every name under the host's /etc with a digest of its bytes or link text, read from outside."""
+        out: dict[str, str] = {}
+        etc = self.machine.root / "etc"
+        for path in sorted(etc.rglob("*")):
+            if path.is_symlink():
+                out[str(path.relative_to(etc))] = "link " + os.readlink(path)
+            elif path.is_file():
+                out[str(path.relative_to(etc))] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                out[str(path.relative_to(etc))] = "folder"
+        return out
+
+    def guard_armed(self) -> bool:
+        return (self.machine.root / "var/lib/kvmbridge/guard.json").exists()
+
+    def addresses(self, device: str) -> list[str]:
+        return [
+            f"{a['local']}/{a['prefixlen']}"
+            for link in self.machine.ip_json(f"addr show dev {device}")
+            for a in link.get("addr_info", [])
+            if a["family"] == "inet"
+        ]
+
+
+@dataclass
+class Fleet:
+    lan: Lan
+    hosts: dict[str, Host]
+    folder: Path  # the playbook folder: site.yml as printed in the README, inventory.ini, profiles/
+    env: dict[str, str]
+    runs: int = 0
+
+    def playbook(self, *args: str, timeout: float = 900) -> Run:
+        cmd = ["ansible-playbook", "-i", "inventory.ini", "site.yml", *args]
+        bin_dir = str(Path(sys.executable).parent)
+        env = {**self.env, "PATH": f"{bin_dir}:{self.env['PATH']}"}
+        result = subprocess.run(
+            cmd, cwd=self.folder, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        self.runs += 1
+        (self.folder / f"run{self.runs}.log").write_text(result.stdout + result.stderr)  # kept for a failure's story
+        return Run(result.returncode, result.stdout + result.stderr)
+
+    def profile(self, name: str) -> Path:
+        return self.folder / "profiles" / f"{name}.toml"
+
+
+@dataclass
+class Run:
+    rc: int
+    output: str
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        """PLAY RECAP: host -> {ok, changed, unreachable, failed, skipped, ...}."""
+        out: dict[str, dict[str, int]] = {}
+        for line in self.output.split("PLAY RECAP")[-1].splitlines():
+            match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
+            if match:
+                out[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
+        return out
+
+    def task(self, title: str) -> dict[str, str]:
+        """Each host's outcome of one task: ok, changed, skipping, fatal, failed."""
+        outcomes: dict[str, str] = {}
+        blocks = re.split(r"^TASK \[", self.output, flags=re.M)
+        for block in blocks[1:]:
+            if not block.startswith(title + "]") and not block.split("]")[0].endswith(" : " + title):
+                continue
+            for status, host in re.findall(r"^(ok|changed|skipping|fatal|failed): \[([^\]]+)\]", block, flags=re.M):
+                outcomes[host] = status
+        return outcomes
+
+    def __str__(self) -> str:
+        return f"exit {self.rc}\n{self.output[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    require_root()
+    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "ip", "ssh", "ssh-keygen"):
+        require_tool(tool)
+    for tool in ("ansible-playbook", "ansible-galaxy"):
+        if not (Path(sys.executable).parent / tool).exists():
+            pytest.fail(f"{tool} is a test dependency (pip install -e '.[test]')", pytrace=False)
+    debian = image("base")  # Debian 12 with sshd and python3-venv, without kvmbridge: the role puts it there
+    work = tmp_path_factory.mktemp("fleet")
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    collections = work / "collections"
+    bin_dir = Path(sys.executable).parent
+    build = subprocess.run(
+        [bin_dir / "ansible-galaxy", "collection", "build", "--output-path", work, COLLECTION],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tarball = next(work.glob("kvmbridge-fleet-*.tar.gz"))
+    subprocess.run(
+        [bin_dir / "ansible-galaxy", "collection", "install", "-p", collections, tarball],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Created collection" in build.stdout
+    with contextlib.ExitStack() as stack:
+        lan = stack.enter_context(Lan())
+        hosts: dict[str, Host] = {}
+        for name, address in HOSTS.items():
+            machine = stack.enter_context(Machine(lan, {"eth0": True}, debian))
+            root = machine.root
+            (root / "etc/network/interfaces").write_text(first_interfaces(address))
+            (root / "etc/hostname").write_text(f"{name}\n")
+            ssh = root / "root/.ssh"
+            ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (ssh / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+            (ssh / "authorized_keys").chmod(0o600)
+            subprocess.run(["ssh-keygen", "-A", "-f", str(root)], check=True, capture_output=True)
+            host = Host(name, address, machine)
+            stack.callback(host.stop)
+            hosts[name] = host
+        threads = [threading.Thread(target=h.start) for h in hosts.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for host in hosts.values():
+            assert lan.wait_ping(host.address, 60), f"{host.name} is not on the LAN: {host.machine.console()[-2000:]}"
+        folder = work / "site"
+        (folder / "profiles").mkdir(parents=True)
+        (folder / "site.yml").write_bytes(PLAYBOOK.read_bytes())
+        for name, address in HOSTS.items():
+            (folder / "profiles" / f"{name}.toml").write_text(profile_text(address))
+        relay = f"nsenter --net=/run/netns/{lan.name} {sys.executable} {REPO / 'tests/tcp_relay.py'} %h %p"
+        ssh_args = f"-o ProxyCommand={shlex.quote(relay)} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+        inventory = ["[kvm_hosts]", *(f"{n} ansible_host={a}" for n, a in HOSTS.items()), "", "[kvm_hosts:vars]"]
+        inventory += [
+            "ansible_user=root",
+            "ansible_become=false",  # root already; the minimal image has no sudo
+            f"ansible_ssh_private_key_file={key}",
+            f"ansible_ssh_common_args={shlex.quote(ssh_args)}",
+            "ansible_python_interpreter=/usr/bin/python3",
+            f"host_kvmbridge_source={REPO}",
+            "host_confirm_within=10m",
+            f"kvmbridge_boot_time_command={shlex.quote(BOOT_TIME)}",
+        ]
+        (folder / "inventory.ini").write_text("\n".join(inventory) + "\n")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "HOME": str(work),
+            "LANG": "C.UTF-8",
+            "ANSIBLE_COLLECTIONS_PATH": str(collections),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
+            "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
+            "ANSIBLE_PIPELINING": "true",
+            "ANSIBLE_FORCE_COLOR": "false",
+            "ANSIBLE_NOCOLOR": "true",
+            "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        }
+        yield Fleet(lan, hosts, folder, env)
+
+
+def test_check_mode_writes_nothing_and_the_diff_shows_the_interfaces_change(fleet: Fleet) -> None:
+    before = {name: host.etc_hashes() for name, host in fleet.hosts.items()}
+    run = fleet.playbook("--check", "--diff")
+    assert run.rc == 0, run
+    for name, host in fleet.hosts.items():
+        after = host.etc_hashes()
+        changed = sorted(p for p in before[name].keys() | after.keys() if before[name].get(p) != after.get(p))
+        assert not changed, f"check mode changed {name}:/etc: {changed}"
+    assert run.task("Install this host's profile for the next boot") == dict.fromkeys(HOSTS, "changed"), run
+    assert run.output.count("+++ after: /etc/network/interfaces") == 3, run
+    for name, address in HOSTS.items():
+        shown = run.output.split(f"+# Generated from {name}.toml by kvmbridge")[1].split("changed: [")[0]
+        assert "-iface eth0 inet static\n" in shown and "+iface eth0 inet manual\n" in shown, run
+        assert f"+iface br0 inet static\n     address {address}/24\n" in shown, run
+        assert "+    bridge_ports eth0\n" in shown, run
+    assert run.task("Reboot the hosts whose files changed") == dict.fromkeys(HOSTS, "skipping"), run
+    assert not any(host.guard_armed() for host in fleet.hosts.values())
+
+
+def test_apply_with_a_guard_reboots_checks_and_confirms_every_host(fleet: Fleet) -> None:
+    run = fleet.playbook()
+    assert run.rc == 0, run
+    assert run.task("Install this host's profile for the next boot") == dict.fromkeys(HOSTS, "changed"), run
+    assert run.task("Reboot the hosts whose files changed") == dict.fromkeys(HOSTS, "changed"), run
+    assert run.task("Check that each host runs as its profile says") == dict.fromkeys(HOSTS, "ok"), run
+    assert run.task("Disarm the boot guard") == dict.fromkeys(HOSTS, "changed"), run
+    for host in fleet.hosts.values():
+        assert host.exits == [REBOOT_EXIT], (host.name, host.exits)
+        assert host.addresses("br0") == [f"{host.address}/24"], host.name
+        assert not host.guard_armed(), host.name
+        assert (host.machine.root / "opt/kvmbridge/bin/kvmbridge").stat().st_uid == 0
+
+
+def test_running_it_again_changes_nothing(fleet: Fleet) -> None:
+    run = fleet.playbook()
+    assert run.rc == 0, run
+    recap = run.recap()
+    assert set(recap) == set(HOSTS), run
+    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), run
+    assert all(host.exits == [REBOOT_EXIT] for host in fleet.hosts.values())
+
+
+def test_a_blocking_finding_fails_that_host_alone(fleet: Fleet) -> None:
+    netplan = fleet.hosts["kvm03"].machine.root / "etc/netplan/50-cloud-init.yaml"
+    netplan.parent.mkdir(exist_ok=True)
+    netplan.write_text("network:\n  version: 2\n  ethernets:\n    eth0:\n      dhcp4: true\n")
+    try:
+        run = fleet.playbook()
+    finally:
+        netplan.unlink()
+    assert run.rc == 2, run
+    assert run.task("Install this host's profile for the next boot") == {
+        "kvm01": "ok",
+        "kvm02": "ok",
+        "kvm03": "fatal",
+    }, run
+    assert re.search(r'fatal: \[kvm03\]: FAILED! => .*"msg": "error: KB102 eth0: netplan', run.output), run
+    assert run.task("Check that each host runs as its profile says") == {"kvm01": "ok", "kvm02": "ok"}, run
+    recap = run.recap()
+    assert recap["kvm03"]["failed"] == 1 and recap["kvm01"]["failed"] == recap["kvm02"]["failed"] == 0, run
+
+
+def test_a_profile_that_cuts_a_host_off_is_reverted_by_its_guard(fleet: Fleet) -> None:
+    """kvm02 moves to a subnet whose gateway nobody answers: no confirm reaches it; the guard restores it."""
+    host = fleet.hosts["kvm02"]
+    interfaces = host.machine.root / "etc/network/interfaces"
+    good = interfaces.read_bytes()
+    profile = fleet.profile("kvm02")
+    previous = profile.read_text()
+    # KB101 (this SSH session would lose its address) is the finding this rollout forces past.
+    profile.write_text(profile_text("203.0.113.12", gateway="203.0.113.1"))
+    try:
+        run = fleet.playbook("-e", "host_confirm_within=30s", "-e", "host_force=true")
+    finally:
+        profile.write_text(previous)
+    assert run.rc == 2, run
+    assert run.task("Install this host's profile for the next boot") == {
+        "kvm01": "ok",
+        "kvm02": "changed",
+        "kvm03": "ok",
+    }, run
+    assert run.task("Reboot the hosts whose files changed")["kvm02"] == "changed", run
+    assert run.task("Check that each host runs as its profile says")["kvm02"] == "fatal", run
+    assert "kvm02" not in run.task("Disarm the boot guard"), run
+    # Booted into the bad files, reverted by the guard, booted again into the old ones.
+    assert host.exits == [REBOOT_EXIT] * 3, host.exits
+    assert interfaces.read_bytes() == good
+    assert (host.machine.root / "var/lib/kvmbridge/guard-expired.json").exists()
+    assert host.addresses("br0") == [f"{host.address}/24"]
+    # Ansible reached it again at the old address: the reboot task ended there, and status looked.
+    assert f"expected 203.0.113.12/24, found {host.address}/24" in run.output, run
