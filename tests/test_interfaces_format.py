@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kvmbridge.formats.ifupdown_sources import DictFiles
-from kvmbridge.formats.interfaces import InterfacesError, load, parse, semantic
+from kvmbridge.formats.interfaces import InterfacesError, Option, load, parse, semantic
 from kvmbridge.plan import equivalent
 
 
@@ -140,3 +140,10 @@ def test_a_bare_auto_inside_a_stanza_marks_that_stanza_and_keeps_it_open() -> No
     assert parsed.allow == {"auto": ("eth0",), "hotplug": ("eth0",)}
     assert parsed.no_scripts == ("eth0",)
     assert parsed.stanzas[0].get("mtu") == "1500"
+
+
+def test_a_continuation_starting_with_a_space_gives_an_option_with_an_empty_name() -> None:
+    """Found by the differential test: ifupdown strips leading space only from a line's first part."""
+    parsed = parse(b"iface e inet manual\n\\\n \t address 1\n")
+    assert [(o.name, o.value, o.line) for o in parsed.stanzas[0].options] == [("", "address 1", 3)]
+    assert parse(b"iface e inet manual\n\\\n address\n").stanzas[0].options == (Option("", "address", 3),)

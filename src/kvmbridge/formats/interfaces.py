@@ -182,10 +182,10 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
 
 
 def _split_first(line: str) -> tuple[str, str]:
-    stripped = line.lstrip(SPACE)
-    end = next((k for k, c in enumerate(stripped) if c in SPACE), len(stripped))
-    first = stripped[:end].encode("utf-8", "surrogateescape")[:WORD].decode("utf-8", "surrogateescape")
-    return first, stripped[end:].lstrip(SPACE)
+    """`next_word` on a logical line: a line a continuation began with spaces has an empty first word."""
+    end = next((k for k, c in enumerate(line) if c in SPACE), len(line))
+    first = line[:end].encode("utf-8", "surrogateescape")[:WORD].decode("utf-8", "surrogateescape")
+    return first, line[end:].lstrip(SPACE)
 
 
 @dataclass
@@ -248,9 +248,9 @@ class _Reader:
         text = data.decode("utf-8", "surrogateescape")
         current: _Iface | _Map | None = None
         for number, line in logical_lines(text):
-            first, rest = _split_first(line)
-            if not first:
+            if not line:
                 continue
+            first, rest = _split_first(line)
             if first == "mapping":
                 current = _Map(tuple(words(rest)), path, number)
                 self.mappings.append(current)
@@ -439,6 +439,8 @@ def write(parsed: Interfaces) -> str:
     for stanza in parsed.stanzas:
         out.append(f"iface {stanza.name} {stanza.family} {stanza.method}")
         for option in stanza.options:
-            out.extend(f"  {option.name} {part}" for part in option.value.split("\n"))
+            for part in option.value.split("\n"):
+                # An option with an empty name (a continuation that began with a space) is written the same way.
+                out.append(f"  {option.name} {part}" if option.name else f"\\\n {part}")
     # A trailing backslash would continue the line; a space after it stops that and is stripped again.
     return "".join(f"{line} \n" if line.endswith("\\") else f"{line}\n" for line in out)
