@@ -22,6 +22,16 @@ from kvmbridge.cli import main
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "golden"
 GOLDEN_CASES = sorted(p.stem for p in GOLDEN.glob("*.toml"))
+
+
+def _renderer(case: str) -> str:
+    import tomllib
+
+    return str(tomllib.loads((GOLDEN / f"{case}.toml").read_text()).get("renderer", "ifupdown"))
+
+
+RENDERER_CASES = {r: [c for c in GOLDEN_CASES if _renderer(c) == r] for r in ("ifupdown", "ifupdown2", "netplan")}
+IFUPDOWN_CASES = RENDERER_CASES["ifupdown"]
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
 
 

@@ -63,8 +63,13 @@ def ipv4_block(draw: st.DrawFn) -> dict[str, Any]:
     return block
 
 
+RENDERER_NAMES = ("ifupdown", "ifupdown2")
+MAC = st.from_regex(r"[0-9a-f][02468ace](:[0-9a-f]{2}){5}", fullmatch=True).filter(lambda m: m != "00:00:00:00:00:00")
+
+
 @st.composite
 def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
+    renderer = draw(st.sampled_from(RENDERER_NAMES))
     names = draw(st.lists(IFNAME, min_size=1, max_size=8, unique=True))
     n_bridges = draw(st.integers(1, max(1, len(names) // 2)))
     bridge_names, ports = names[:n_bridges], names[n_bridges:]
@@ -94,14 +99,10 @@ def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
             if draw(st.booleans()):
                 bridge[key] = draw(st.integers(low, high))
         hwaddress = draw(st.sampled_from(["none", "port", "mac"]))
-        if hwaddress == "port" and mine:
+        if hwaddress == "port" and mine and renderer == "ifupdown":  # only bridge-utils copies a port's MAC
             bridge["hwaddress"] = draw(st.sampled_from(mine))
-        elif hwaddress == "mac":
-            bridge["hwaddress"] = draw(
-                st.from_regex(r"[0-9a-f][02468ace](:[0-9a-f]{2}){5}", fullmatch=True).filter(
-                    lambda m: m != "00:00:00:00:00:00"
-                )
-            )
+        elif hwaddress != "none":
+            bridge["hwaddress"] = draw(MAC)
         if draw(st.booleans()):
             bridge["ipv6"] = {"method": draw(st.sampled_from(["auto", "dhcp", "manual"]))}
             if bridge["ipv6"]["method"] != "manual" and draw(st.booleans()):
@@ -113,6 +114,7 @@ def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
     }
     return {
         "hostname": draw(st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)),
+        "renderer": renderer,
         "sysctl": {"ip_forward": draw(st.booleans()), "ipv6_forward": draw(st.booleans())},
         "netfilter": {"filter_bridged_traffic": draw(st.booleans())},
         "interfaces": {
@@ -138,11 +140,11 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
                 opts[key] = value
         if b.ipv4.dns:
             opts["dns-nameservers"] = " ".join(b.ipv4.dns)
-        if b.ipv4.method == "dhcp" and b.hwaddress is not None:
+        if b.ipv4.method == "dhcp" and b.hwaddress is not None and p.renderer == "ifupdown":
             opts["client"] = "no"
         opts |= {
             "bridge_ports": " ".join(b.ports) or "none",
-            "bridge_stp": "on" if b.stp else "off",
+            "bridge_stp": ("on" if b.stp else "off") if p.renderer == "ifupdown" else ("yes" if b.stp else "no"),
             "bridge_fd": str(b.forward_delay),
             "bridge_maxwait": str(b.max_wait),
         }
@@ -151,7 +153,7 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             ("max_age", "bridge_maxage"),
             ("ageing", "bridge_ageing"),
             ("priority", "bridge_bridgeprio"),
-            ("hwaddress", "bridge_hw"),
+            ("hwaddress", "bridge_hw" if p.renderer == "ifupdown" else "hwaddress"),
             ("mtu", "mtu"),
         ]:
             if getattr(b, key) is not None:
@@ -224,6 +226,7 @@ def test_every_accepted_profile_parses_back_to_exactly_what_it_asked_for(raw: di
 
 FIELDS = [
     ("hostname",),
+    ("renderer",),
     ("bridges", "br0", "ports", 0),
     ("bridges", "br0", "hwaddress"),
     ("bridges", "br0", "ipv4", "address"),
@@ -244,17 +247,18 @@ def _set(raw: dict[str, Any], path: tuple[str | int, ...], value: str) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.sampled_from(FIELDS), HOSTILE, st.sampled_from(["name", "value"]))
+@given(st.sampled_from(FIELDS), HOSTILE, st.sampled_from(["name", "value"]), st.sampled_from(RENDERER_NAMES))
 def test_no_accepted_value_adds_a_line_attribute_or_command(
-    field: tuple[str | int, ...], hostile: str, kind: str
+    field: tuple[str | int, ...], hostile: str, kind: str, renderer: str
 ) -> None:
     raw: dict[str, Any] = {
         "hostname": "kvm01",
+        "renderer": renderer,
         "interfaces": {"source": ["/etc/network/interfaces.d/*"]},
         "bridges": {
             "br0": {
                 "ports": ["eth0"],
-                "hwaddress": "eth0",
+                "hwaddress": "eth0" if renderer == "ifupdown" else "52:54:00:12:34:56",
                 "ipv4": {"method": "static", "address": "10.0.0.2/24", "gateway": "10.0.0.1", "dns": ["10.0.0.1"]},
                 "ipv6": {"method": "static", "address": "2001:db8::2/64"},
             }

@@ -11,7 +11,7 @@ import pytest
 from kvmbridge.formats import interfaces, netxml
 from kvmbridge.verify import NETWORK_RNG
 
-from .conftest import GOLDEN, GOLDEN_CASES, override_template, require_file, require_tool, run
+from .conftest import GOLDEN, GOLDEN_CASES, IFUPDOWN_CASES, override_template, require_file, require_tool, run
 
 
 def ifquery(path: Path, *args: str) -> str:
@@ -31,14 +31,14 @@ def ifquery_options(path: Path, iface: str) -> dict[str, list[str]]:
     return options
 
 
-@pytest.mark.parametrize("case", GOLDEN_CASES)
+@pytest.mark.parametrize("case", IFUPDOWN_CASES)
 def test_ifquery_lists_lo_and_every_bridge_as_auto(case: str) -> None:
     path = GOLDEN / case / "etc/network/interfaces"
     parsed = interfaces.parse_semantic(path.read_bytes())
     assert ifquery(path, "--list", "-a").split() == parsed["auto"]
 
 
-@pytest.mark.parametrize("case", GOLDEN_CASES)
+@pytest.mark.parametrize("case", IFUPDOWN_CASES)
 def test_ifquery_shows_the_bridge_options_and_addresses(case: str) -> None:
     path = GOLDEN / case / "etc/network/interfaces"
     parsed = interfaces.parse_semantic(path.read_bytes())

@@ -105,6 +105,22 @@ FAILING = [
         "bridges.br0.hwaddress: 'eth1' is neither a MAC (aa:bb:cc:dd:ee:ff) nor one of this bridge's ports",
     ),
     (
+        "renderer-unknown",
+        profile(top='renderer = "NetworkManager"'),
+        "renderer: 'NetworkManager' is not a renderer (choose one of: ifupdown, ifupdown2)",
+    ),
+    (
+        "renderer-not-a-string",
+        profile(top="renderer = 2"),
+        "renderer: expected a string",
+    ),
+    (
+        "hwaddress-port-name-on-ifupdown2",
+        profile(BASE_BRIDGE + 'hwaddress = "eth0"', top='renderer = "ifupdown2"'),
+        "bridges.br0.hwaddress: 'eth0' is a port name, but ifupdown2 cannot copy a port's MAC at boot; "
+        "write the MAC itself (`ip link show eth0`, or `kvmbridge init --from-host`)",
+    ),
+    (
         "hwaddress-multicast",
         profile(BASE_BRIDGE + 'hwaddress = "01:00:5e:00:00:01"'),
         "bridges.br0.hwaddress: 01:00:5e:00:00:01 is a multicast address; a bridge needs a unicast MAC",

@@ -14,12 +14,14 @@ def test_every_rendered_path_is_matched_by_exactly_the_target_that_rendered_it()
     for case in GOLDEN_CASES:
         profile = load_profile(GOLDEN / f"{case}.toml")
         for target in TARGETS:
-            for dest, _ in target.instances(profile):
-                assert target_of(dest) is target, dest
+            for dest, _ in target.wanted(profile):
+                assert target_of(dest, profile.renderer) is target, dest
         for link_target in LINK_TARGETS:
             for dest, _ in link_target.links(profile):
-                assert target_of(dest) is link_target, dest
-        assert all(renderable(f.path) for f in render(profile))
+                assert target_of(dest, profile.renderer) is link_target, dest
+        for f in render(profile):
+            assert renderable(f.path)
+            assert format_of(f.path, profile.renderer).name == f.format
 
 
 def test_paths_kvmbridge_never_writes_are_not_renderable() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from .plan import Change, parse_or_none
-from .targets import format_of
+from .plan import Change, format_for, parse_or_none
 
 
 def _lines(data: bytes | None, link: str | None) -> list[str]:
@@ -45,11 +44,12 @@ def semantic(change: Change) -> list[str]:
         return [f"{rel}: equivalent (differs only in comments, quoting or whitespace); left as it is"]
     if change.new.link is not None or change.old.link is not None:
         return [f"{rel}: symlink {change.old.link} → {change.new.link}"]
-    old, new = parse_or_none(change.path, change.old.data), parse_or_none(change.path, change.new.data)
+    fmt = change.new.format
+    old, new = parse_or_none(change.path, change.old.data, fmt), parse_or_none(change.path, change.new.data, fmt)
     prefix = "changed since kvmbridge wrote it; " if change.status == "drift" else ""
     if old is None or new is None:
         return [f"{prefix}{rel}: rewritten (the current file does not parse)"]
-    view = format_of(change.path).describe_view
+    view = format_for(change.path, fmt).describe_view
     lines = describe(view(old), view(new))
     if not lines:
         same_bytes = change.old.data == change.new.data

@@ -19,6 +19,7 @@ class RenderedFile:
     data: bytes | None = None
     link: str | None = None
     keep_mode: bool = True
+    format: str = "text"
 
     @property
     def relpath(self) -> str:

@@ -81,6 +81,7 @@ class HostProfile(_Model, frozen=True):
 
     hostname: str
     source_name: str
+    renderer: str = "ifupdown"
     sysctl: Sysctl = Sysctl()
     netfilter: Netfilter = Netfilter()
     interfaces: Interfaces = Interfaces()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileset import RenderedFile, RenderedSet
+from .formats import Format, named
 from .root import OnDisk, Root
 from .state import State, known_hashes
 from .targets import format_of
@@ -102,7 +103,7 @@ def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None, symlinked: 
     elif known is not None:
         # kvmbridge wrote this path: bytes it never wrote are drift, whatever a parser makes of them.
         status = "update" if old.sha256 in known else "drift"
-    elif equivalent(new.path, old.data, new.data):
+    elif equivalent(new.path, old.data, new.data, new.format):
         status = "equivalent"  # a file libvirt or an admin reformatted, never ours: it stays
     else:
         status = "update"
@@ -129,14 +130,19 @@ def _same_link_target(path: str, old: str | None, new: str) -> bool:
     return os.path.normpath(os.path.join(base, old)) == os.path.normpath(os.path.join(base, new))
 
 
-def equivalent(path: str, old: bytes | None, new: bytes | None) -> bool:
+def equivalent(path: str, old: bytes | None, new: bytes | None, fmt: str | None = None) -> bool:
     """Equal in meaning: both parse, through the format's one parser, to the same structure."""
-    parsed_old, parsed_new = parse_or_none(path, old), parse_or_none(path, new)
+    parsed_old, parsed_new = parse_or_none(path, old, fmt), parse_or_none(path, new, fmt)
     return parsed_old is not None and parsed_old == parsed_new
 
 
-def parse_or_none(path: str, data: bytes | None) -> Any:
-    parser = format_of(path).parse
+def format_for(path: str, fmt: str | None = None) -> Format:
+    """The format a rendered file names, else the one its path has in the registry."""
+    return named(fmt) if fmt is not None else format_of(path)
+
+
+def parse_or_none(path: str, data: bytes | None, fmt: str | None = None) -> Any:
+    parser = format_for(path, fmt).parse
     if parser is None or data is None:
         return None
     try:

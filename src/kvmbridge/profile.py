@@ -21,7 +21,7 @@ from .rules import check_hostname, check_profile
 
 T = TypeVar("T")
 
-TOP_KEYS = ("hostname", *SECTIONS, "bridges", "networks")
+TOP_KEYS = ("hostname", "renderer", *SECTIONS, "bridges", "networks")
 _TOML_POSITION = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
 _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$")
 
@@ -174,6 +174,9 @@ def _convert(raw: dict[str, Any], label: str, default_hostname: str, source_name
         raise ProfileError(
             f'{label}: hostname: not set, and the file name {hostname!r} is not a valid host name; set hostname = "..."'
         )
+    renderer = raw.get("renderer", "ifupdown")
+    if not isinstance(renderer, str):
+        raise ProfileError(f"{label}: renderer: expected a string")
     sections = {name: _as(raw[name], model, label, (name,)) for name, model in SECTIONS.items() if name in raw}
     bridges = {
         name: _as(table, Bridge, label, ("bridges", name))
@@ -186,6 +189,7 @@ def _convert(raw: dict[str, Any], label: str, default_hostname: str, source_name
     return HostProfile(
         hostname=hostname,
         source_name=source_name,
+        renderer=renderer,
         bridges=bridges,
         networks=networks,
         **sections,  # type: ignore[arg-type]

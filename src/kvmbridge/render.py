@@ -57,7 +57,7 @@ def render(profile: HostProfile, templates: Path | None = None) -> RenderedSet:
     files: list[RenderedFile] = []
     base = {"profile": profile, "header": header(profile)}
     for target in TARGETS:
-        for dest, extra in target.instances(profile):
+        for dest, extra in target.wanted(profile):
             try:
                 text = env.get_template(target.template).render(base | extra)
             except jinja2.TemplateError as exc:
@@ -65,8 +65,10 @@ def render(profile: HostProfile, templates: Path | None = None) -> RenderedSet:
                 raise KvmbridgeError(f"template {target.template}: {where}{exc.message or exc}") from None
             data = text.encode("utf-8")
             target.format.check_render(target.template, data)
-            files.append(RenderedFile(path=dest, mode=target.mode, data=data, keep_mode=target.keep_mode))
+            files.append(
+                RenderedFile(dest, target.mode, data=data, keep_mode=target.keep_mode, format=target.format.name)
+            )
     for link_target in LINK_TARGETS:
         for dest, link in link_target.links(profile):
-            files.append(RenderedFile(path=dest, mode=0o777, link=link))
+            files.append(RenderedFile(dest, 0o777, link=link, format=link_target.format.name))
     return tuple(files)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from .keypath import keypath
 from .model import Bridge, HostProfile, IPv4, IPv6
+from .renderers import RENDERERS
 
 Problem = tuple[str, str]
 
@@ -63,6 +64,7 @@ def check_profile(profile: HostProfile) -> list[Problem]:
         problems.extend(_check_bridge(name, bridge))
         if bridge.ipv6 is not None:
             problems.extend(_check_accept_ra(bridge.ipv6, ("bridges", name, "ipv6"), profile.sysctl.ipv6_forward))
+        problems.extend(_check_port_mac(profile.renderer, name, bridge))
     problems.extend(_check_ports(profile))
     problems.extend(_check_gateways(profile))
     problems.extend(_check_networks(profile))
@@ -73,6 +75,8 @@ def _check_top(profile: HostProfile) -> Iterator[Problem]:
     why = check_hostname(profile.hostname)
     if why:
         yield "hostname", why
+    if profile.renderer not in RENDERERS:
+        yield "renderer", f"{profile.renderer!r} is not a renderer (choose one of: {', '.join(RENDERERS)})"
     for i, pattern in enumerate(profile.interfaces.source):
         if not SOURCE_GLOB.fullmatch(pattern) or "/../" in pattern + "/" or "//" in pattern:
             yield (
@@ -113,6 +117,22 @@ def _check_bridge(name: str, bridge: Bridge) -> Iterator[Problem]:
         yield from _check_ipv6(bridge.ipv6, at)
         if bridge.mtu is not None and bridge.mtu < 1280:
             yield keypath(*at, "mtu"), f"{bridge.mtu} is below 1280, the minimum for IPv6"
+
+
+def _check_port_mac(renderer: str, name: str, bridge: Bridge) -> Iterator[Problem]:
+    """Only bridge-utils copies a port's MAC by name at boot; elsewhere the profile must say the MAC.
+
+    Rendering stays pure (same bytes on any machine): the MAC is not looked
+    up here. `init --from-host` writes the NIC's MAC itself.
+    """
+    stack = RENDERERS.get(renderer)
+    if stack is None or stack.copies_port_mac or bridge.hwaddress is None or bridge.hwaddress not in bridge.ports:
+        return
+    yield (
+        keypath("bridges", name, "hwaddress"),
+        f"{bridge.hwaddress!r} is a port name, but {renderer} cannot copy a port's MAC at boot; "
+        f"write the MAC itself (`ip link show {bridge.hwaddress}`, or `kvmbridge init --from-host`)",
+    )
 
 
 def _check_hwaddress(value: str, ports: tuple[str, ...]) -> str | None:

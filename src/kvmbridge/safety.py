@@ -24,9 +24,9 @@ from .formats.ifupdown_sources import expand_source
 from .hostscan import LiveHost
 from .model import Bridge, HostProfile
 from .plan import parse_or_none
+from .renderers import RENDERERS
 from .root import Root
 from .state import State
-from .targets import format_of
 
 
 @dataclass(frozen=True)
@@ -314,7 +314,7 @@ def _cloud_init_network_disabled(data: bytes) -> bool:
 
 def _libvirt_networks(files: RenderedSet, root: Root, state: State) -> Iterator[Finding]:
     for f in files:
-        if format_of(f.path) is not NETXML or f.path in state.files:
+        if f.format != NETXML.name or f.path in state.files:
             continue
         existing = root.read(f.path)
         if existing.kind != "file":
@@ -338,22 +338,15 @@ def _libvirt_networks(files: RenderedSet, root: Root, state: State) -> Iterator[
 
 
 def _packages(profile: HostProfile, root: Root, packages: set[str]) -> Iterator[Finding]:
-    if "ifupdown" not in packages:
-        yield Finding(
-            "KB104",
-            "error",
-            "ifupdown",
-            "not installed on the target: nothing reads /etc/network/interfaces at boot",
-            "apt-get install ifupdown",
-        )
-    if "bridge-utils" not in packages:
-        yield Finding(
-            "KB103",
-            "error",
-            "bridge-utils",
-            "not installed on the target: ifupdown will not understand bridge_ports and the bridge will not come up",
-            "apt-get install bridge-utils",
-        )
+    for package in RENDERERS[profile.renderer].packages:
+        if package.name not in packages:
+            yield Finding(
+                package.finding,
+                "error",
+                package.name,
+                f"not installed on the target: {package.why}",
+                f"apt-get install {package.name}",
+            )
     if not packages & {"libvirt-daemon", "libvirt-daemon-system"}:
         yield Finding(
             "KB107",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from .formats import IFUPDOWN, LINK, NETXML, SYSCTL, TEXT, UDEV, Format
+from .formats import IFUPDOWN, IFUPDOWN2, LINK, NETXML, SYSCTL, TEXT, UDEV, Format
 from .formats.netxml import NETWORKS_DIR
 from .model import HostProfile
 
@@ -40,6 +40,12 @@ class Target:
     format: Format
     instances: Callable[[HostProfile], Iterator[Instance]]
     keep_mode: bool = True
+    renderers: frozenset[str] | None = None
+
+    def wanted(self, profile: HostProfile) -> Iterator[Instance]:
+        """This target's files for `profile`: none when it belongs to another renderer."""
+        if self.renderers is None or profile.renderer in self.renderers:
+            yield from self.instances(profile)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,16 @@ TARGETS: tuple[Target, ...] = (
         0o644,
         IFUPDOWN,
         _once("/etc/network/interfaces", lambda p: True),
+        renderers=frozenset({"ifupdown"}),
+    ),
+    Target(
+        "interfaces_ifupdown2",
+        "/etc/network/interfaces",
+        "etc/network/interfaces.ifupdown2.j2",
+        0o644,
+        IFUPDOWN2,
+        _once("/etc/network/interfaces", lambda p: True),
+        renderers=frozenset({"ifupdown2"}),
     ),
     Target(
         "ip_forward",
@@ -134,14 +150,15 @@ TARGETS: tuple[Target, ...] = (
 LINK_TARGETS: tuple[LinkTarget, ...] = (LinkTarget("autostart", f"{NETWORKS_DIR}/autostart/*.xml", _autostart),)
 
 
-def target_of(path: str) -> Target | LinkTarget | None:
-    """The target that can write `path`, for any profile; None for a path kvmbridge never writes."""
+def target_of(path: str, renderer: str | None = None) -> Target | LinkTarget | None:
+    """The target that can write `path`, for any profile (`renderer`'s first); None: kvmbridge never writes it."""
     pure = PurePosixPath(path)
     every: tuple[Target | LinkTarget, ...] = (*TARGETS, *LINK_TARGETS)
-    for target in every:
-        if pure.match(target.pattern):
+    found = [target for target in every if pure.match(target.pattern)]
+    for target in found:
+        if isinstance(target, Target) and target.renderers is not None and renderer in target.renderers:
             return target
-    return None
+    return found[0] if found else None
 
 
 def renderable(path: str) -> bool:
@@ -149,11 +166,11 @@ def renderable(path: str) -> bool:
     return target_of(path) is not None
 
 
-def format_of(path: str) -> Format:
-    """The format of a destination, by the registry's patterns.
+def format_of(path: str, renderer: str | None = None) -> Format:
+    """The format of a destination, by the registry's patterns; `renderer` picks among dialects of one path.
 
     By path, not by the current render, because files a profile no longer
     renders (in the state, or another renderer's) still need parsing.
     """
-    target = target_of(path)
+    target = target_of(path, renderer)
     return target.format if target is not None else TEXT

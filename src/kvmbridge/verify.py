@@ -25,13 +25,11 @@ class Verdict:
 
 
 def verify(files: RenderedSet, profile: HostProfile) -> Verdict:
-    from .targets import format_of
-
     verdict = Verdict()
     by_format: dict[str, list[RenderedFile]] = {}
     for f in files:
         if f.data is not None:
-            by_format.setdefault(format_of(f.path).name, []).append(f)
+            by_format.setdefault(f.format, []).append(f)
     from .formats import FORMATS
 
     for fmt in FORMATS:
@@ -95,3 +93,38 @@ def _without_sources(data: bytes) -> bytes:
     """
     lines = data.split(b"\n")
     return b"\n".join(b"# " + line if line.startswith((b"source ", b"source-directory ")) else line for line in lines)
+
+
+def ifupdown2_syntax(files: Sequence[RenderedFile], profile: HostProfile, verdict: Verdict) -> None:
+    """ifupdown2's own `ifquery --syntax-check` (it cannot share a machine with ifupdown's)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    found = shutil.which("ifquery") or shutil.which("ifquery", path="/usr/sbin:/sbin")
+    if found is None or not _is_ifupdown2(found):
+        verdict.skipped.append("ifupdown2's ifquery not found (it is installed on ifupdown2 hosts only)")
+        return
+    for interfaces in files:
+        assert interfaces.data is not None
+        with tempfile.NamedTemporaryFile(prefix="kvmbridge-interfaces-") as tmp:
+            tmp.write(_without_sources(interfaces.data))
+            tmp.flush()
+            result = subprocess.run(
+                [found, "-i", tmp.name, "--syntax-check", "-a"], capture_output=True, text=True, check=False
+            )
+        complaints = [line for line in (result.stderr + result.stdout).splitlines() if "error" in line.lower()]
+        if result.returncode != 0 or complaints:
+            for line in complaints or result.stderr.splitlines() or ["failed"]:
+                verdict.errors.append(f"{interfaces.relpath}: {line.replace(tmp.name, interfaces.relpath)}")
+            return
+    verdict.checked.append("ifupdown2 (ifquery --syntax-check)")
+
+
+def _is_ifupdown2(ifquery: str) -> bool:
+    """ifupdown's ifquery is a binary; ifupdown2's is a Python entry point."""
+    try:
+        with open(ifquery, "rb") as handle:
+            return handle.read(2) == b"#!"
+    except OSError:
+        return False

@@ -16,10 +16,9 @@ from .guard import UNIT_DIR, GuardRecord, GuardSpec
 from .guardrun import Confirmed
 from .livestatus import Status
 from .model import HostProfile
-from .plan import Change, Plan
+from .plan import Change, Plan, format_for
 from .safety import Report
 from .state import Manifest
-from .targets import format_of
 
 GUARD_UNITS = f"{UNIT_DIR}/"
 DRIFT_KINDS = {"create": "missing", "update": "different", "remove": "extra"}
@@ -83,7 +82,8 @@ def activation(plan: Plan) -> list[str]:
     """Each changed format's own commands, in the registry's order, each once."""
     by_format: dict[str, list[str]] = {}
     for change in plan.pending:
-        by_format.setdefault(format_of(change.path).name, []).append(change.path)
+        fmt = format_for(change.path, change.new.format if change.new is not None else None)
+        by_format.setdefault(fmt.name, []).append(change.path)
     lines: list[str] = []
     for fmt in FORMATS:
         if fmt.name in by_format:

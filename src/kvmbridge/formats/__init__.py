@@ -68,6 +68,12 @@ IFUPDOWN = Format(
     validate=verify.ifquery,
     activate=lambda paths: ["systemctl restart networking"],
 )
+IFUPDOWN2 = Format(
+    "interfaces-ifupdown2",
+    interfaces.parse,
+    validate=verify.ifupdown2_syntax,
+    activate=lambda paths: ["ifreload -a"],
+)
 SYSCTL = Format("sysctl", sysctl.parse, activate=lambda paths: ["sysctl --system"])
 UDEV = Format("udev", udev.parse, describe_view=_udev_view, activate=lambda paths: ["udevadm control --reload"])
 NETXML = Format(
@@ -76,4 +82,9 @@ NETXML = Format(
 LINK = Format("link")
 TEXT = Format("text")
 
-FORMATS: tuple[Format, ...] = (IFUPDOWN, SYSCTL, UDEV, NETXML, LINK)
+FORMATS: tuple[Format, ...] = (IFUPDOWN, IFUPDOWN2, SYSCTL, UDEV, NETXML, LINK)
+
+
+def named(name: str) -> Format:
+    """The format a rendered file names; plain text for a name no format has."""
+    return next((f for f in FORMATS if f.name == name), TEXT)

@@ -1,0 +1,52 @@
+"""The network stacks a profile can be rendered for: what each one reads at boot and needs.
+
+`renderer = "..."` in a profile names one of these; its files are the
+targets registered for it in `targets`. Plain data, so the profile rules,
+the safety checks and the README speak of the same stacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Package:
+    """A Debian package the stack needs on the target; `finding` is the safety check's ID."""
+
+    name: str
+    finding: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """`copies_port_mac`: the stack can give a bridge a port's MAC by the port's name at boot."""
+
+    name: str
+    read_by: str
+    copies_port_mac: bool
+    packages: tuple[Package, ...]
+
+
+RENDERERS: dict[str, Renderer] = {
+    "ifupdown": Renderer(
+        "ifupdown",
+        "networking.service (ifupdown)",
+        copies_port_mac=True,
+        packages=(
+            Package("ifupdown", "KB104", "nothing reads /etc/network/interfaces at boot"),
+            Package(
+                "bridge-utils", "KB103", "ifupdown will not understand bridge_ports and the bridge will not come up"
+            ),
+        ),
+    ),
+    "ifupdown2": Renderer(
+        "ifupdown2",
+        "networking.service (ifupdown2)",
+        copies_port_mac=False,
+        packages=(
+            Package("ifupdown2", "KB104", "nothing reads /etc/network/interfaces in ifupdown2's dialect at boot"),
+        ),
+    ),
+}
