@@ -20,7 +20,9 @@ from kvmbridge.profile import build_profile
 from kvmbridge.render import render
 from kvmbridge.targets import format_of, network_uuid
 
-IFNAME = st.from_regex(r"[a-z][a-z0-9_.]{0,6}[0-9]", fullmatch=True)
+# Names YAML 1.1 would read as booleans, numbers or null unless quoted (netplan renders YAML).
+YAML_TYPED = ["on", "yes", "no", "off", "true", "y", "null", "1e3", "0x1f", "012", "1_0", "nan", ".inf", "12:30"]
+IFNAME = st.from_regex(r"[a-z][a-z0-9_.]{0,6}[0-9]", fullmatch=True) | st.sampled_from(YAML_TYPED[:13])
 NETNAME = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,20}", fullmatch=True)
 HOSTILE = st.text(max_size=24) | st.sampled_from(
     [
@@ -38,6 +40,13 @@ HOSTILE = st.text(max_size=24) | st.sampled_from(
         "--",
         'n" a="b',
         "\x00",
+        *YAML_TYPED,
+        "br0: {x: 1}",
+        '"br0"',
+        "br0 #c",
+        "&a",
+        "*a",
+        "!!python/object:os.system",
     ]
 )
 
@@ -63,7 +72,7 @@ def ipv4_block(draw: st.DrawFn) -> dict[str, Any]:
     return block
 
 
-RENDERER_NAMES = ("ifupdown", "ifupdown2")
+RENDERER_NAMES = ("ifupdown", "ifupdown2", "netplan")
 MAC = st.from_regex(r"[0-9a-f][02468ace](:[0-9a-f]{2}){5}", fullmatch=True).filter(lambda m: m != "00:00:00:00:00:00")
 
 
@@ -171,9 +180,58 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
     return {"auto": ["lo", *p.bridges], "source": list(p.interfaces.source), "ifaces": ifaces}
 
 
+def expected_netplan(p: HostProfile) -> dict[str, Any]:
+    """netplan's YAML as PyYAML reads it: every name, MAC and address a string, every number an int."""
+    ethernets = {port: {"dhcp4": False, "dhcp6": False} for b in p.bridges.values() for port in b.ports}
+    bridges: dict[str, Any] = {}
+    for name, b in p.bridges.items():
+        v4, v6 = b.ipv4, b.ipv6
+        bridge: dict[str, Any] = {"interfaces": list(b.ports)}
+        if b.hwaddress is not None:
+            bridge["macaddress"] = b.hwaddress
+        if b.mtu is not None:
+            bridge["mtu"] = b.mtu
+        bridge["dhcp4"] = v4.method == "dhcp"
+        if v4.method == "dhcp" and b.hwaddress is not None:
+            bridge["dhcp-identifier"] = "mac"
+        if v6 is not None and v6.method == "dhcp":
+            bridge["dhcp6"] = True
+        if v6 is not None and v6.method == "auto":
+            bridge["accept-ra"] = True
+        addresses = [a for a in (v4.address, v6.address if v6 else None) if a is not None]
+        if addresses:
+            bridge["addresses"] = addresses
+        gateways = [g for g in (v4.gateway, v6.gateway if v6 else None) if g is not None]
+        if gateways:
+            bridge["routes"] = [{"to": "default", "via": g} for g in gateways]
+        dns = [*v4.dns, *(v6.dns if v6 else ())]
+        if dns:
+            bridge["nameservers"] = {"addresses": dns}
+        parameters: dict[str, Any] = {"stp": b.stp, "forward-delay": b.forward_delay}
+        for key, option in [
+            ("hello_time", "hello-time"),
+            ("max_age", "max-age"),
+            ("ageing", "ageing-time"),
+            ("priority", "priority"),
+        ]:
+            if getattr(b, key) is not None:
+                parameters[option] = getattr(b, key)
+        bridge["parameters"] = parameters
+        bridges[name] = bridge
+    network: dict[str, Any] = {"version": 2, "renderer": "networkd"}
+    if ethernets:
+        network["ethernets"] = ethernets
+    network["bridges"] = bridges
+    return {"network": network}
+
+
 def expected_files(p: HostProfile) -> dict[str, Any]:
     nets = "/etc/libvirt/qemu/networks"
-    out: dict[str, Any] = {"/etc/network/interfaces": expected_interfaces(p)}
+    out: dict[str, Any] = (
+        {"/etc/netplan/60-kvmbridge.yaml": expected_netplan(p)}
+        if p.renderer == "netplan"
+        else {"/etc/network/interfaces": expected_interfaces(p)}
+    )
     forwarding = {}
     if p.sysctl.ip_forward:
         forwarding["net.ipv4.ip_forward"] = "1"
@@ -207,14 +265,14 @@ def expected_files(p: HostProfile) -> dict[str, Any]:
     return out
 
 
-def parse(path: str, data: bytes | None) -> Any:
-    parser = format_of(path).parse
+def parse(path: str, data: bytes | None, renderer: str) -> Any:
+    parser = format_of(path, renderer).parse
     assert parser is not None and data is not None
     return parser(data)
 
 
 def parsed_files(p: HostProfile) -> dict[str, Any]:
-    return {f.path: f.link if f.link is not None else parse(f.path, f.data) for f in render(p)}
+    return {f.path: f.link if f.link is not None else parse(f.path, f.data, p.renderer) for f in render(p)}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

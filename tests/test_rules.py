@@ -107,7 +107,7 @@ FAILING = [
     (
         "renderer-unknown",
         profile(top='renderer = "NetworkManager"'),
-        "renderer: 'NetworkManager' is not a renderer (choose one of: ifupdown, ifupdown2)",
+        "renderer: 'NetworkManager' is not a renderer (choose one of: ifupdown, ifupdown2, netplan)",
     ),
     (
         "renderer-not-a-string",

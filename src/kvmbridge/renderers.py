@@ -49,4 +49,10 @@ RENDERERS: dict[str, Renderer] = {
             Package("ifupdown2", "KB104", "nothing reads /etc/network/interfaces in ifupdown2's dialect at boot"),
         ),
     ),
+    "netplan": Renderer(
+        "netplan",
+        "netplan's systemd generator, then systemd-networkd",
+        copies_port_mac=False,
+        packages=(Package("netplan.io", "KB104", "nothing turns /etc/netplan/*.yaml into network units at boot"),),
+    ),
 }

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from .formats import IFUPDOWN, IFUPDOWN2, LINK, NETXML, SYSCTL, TEXT, UDEV, Format
+from .formats import IFUPDOWN, IFUPDOWN2, LINK, NETPLAN, NETXML, SYSCTL, TEXT, UDEV, Format
+from .formats.netplan import NETPLAN_FILE
 from .formats.netxml import NETWORKS_DIR
 from .model import HostProfile
 
@@ -110,6 +111,17 @@ TARGETS: tuple[Target, ...] = (
         IFUPDOWN2,
         _once("/etc/network/interfaces", lambda p: True),
         renderers=frozenset({"ifupdown2"}),
+    ),
+    # netplan warns about (and may ignore) a YAML file others can read: it holds the whole network config.
+    Target(
+        "netplan",
+        NETPLAN_FILE,
+        "etc/netplan/60-kvmbridge.yaml.j2",
+        0o600,
+        NETPLAN,
+        _once(NETPLAN_FILE, lambda p: True),
+        keep_mode=False,
+        renderers=frozenset({"netplan"}),
     ),
     Target(
         "ip_forward",

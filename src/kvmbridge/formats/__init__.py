@@ -16,7 +16,7 @@ from typing import Any
 from .. import verify
 from ..fileset import RenderedFile
 from ..model import HostProfile
-from . import interfaces, netxml, sysctl, udev
+from . import interfaces, netplan, netxml, sysctl, udev
 
 Validator = Callable[[Sequence[RenderedFile], HostProfile, "verify.Verdict"], None]
 
@@ -74,6 +74,12 @@ IFUPDOWN2 = Format(
     validate=verify.ifupdown2_syntax,
     activate=lambda paths: ["ifreload -a"],
 )
+NETPLAN = Format(
+    "netplan",
+    netplan.parse,
+    validate=netplan.generate,
+    activate=lambda paths: ["netplan apply"],
+)
 SYSCTL = Format("sysctl", sysctl.parse, activate=lambda paths: ["sysctl --system"])
 UDEV = Format("udev", udev.parse, describe_view=_udev_view, activate=lambda paths: ["udevadm control --reload"])
 NETXML = Format(
@@ -82,7 +88,7 @@ NETXML = Format(
 LINK = Format("link")
 TEXT = Format("text")
 
-FORMATS: tuple[Format, ...] = (IFUPDOWN, IFUPDOWN2, SYSCTL, UDEV, NETXML, LINK)
+FORMATS: tuple[Format, ...] = (IFUPDOWN, IFUPDOWN2, NETPLAN, SYSCTL, UDEV, NETXML, LINK)
 
 
 def named(name: str) -> Format:
