@@ -151,17 +151,19 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             opts["dns-nameservers"] = " ".join(b.ipv4.dns)
         if b.ipv4.method == "dhcp" and b.hwaddress is not None and p.renderer == "ifupdown":
             opts["client"] = "no"
+        # ifupdown spells bridge options bridge_*, ifupdown2 documents them as bridge-*.
+        sep = "_" if p.renderer == "ifupdown" else "-"
         opts |= {
-            "bridge_ports": " ".join(b.ports) or "none",
-            "bridge_stp": ("on" if b.stp else "off") if p.renderer == "ifupdown" else ("yes" if b.stp else "no"),
-            "bridge_fd": str(b.forward_delay),
-            "bridge_maxwait": str(b.max_wait),
+            f"bridge{sep}ports": " ".join(b.ports) or "none",
+            f"bridge{sep}stp": ("on" if b.stp else "off") if p.renderer == "ifupdown" else ("yes" if b.stp else "no"),
+            f"bridge{sep}fd": str(b.forward_delay),
+            f"bridge{sep}maxwait": str(b.max_wait),
         }
         for key, opt in [
-            ("hello_time", "bridge_hello"),
-            ("max_age", "bridge_maxage"),
-            ("ageing", "bridge_ageing"),
-            ("priority", "bridge_bridgeprio"),
+            ("hello_time", f"bridge{sep}hello"),
+            ("max_age", f"bridge{sep}maxage"),
+            ("ageing", f"bridge{sep}ageing"),
+            ("priority", f"bridge{sep}bridgeprio"),
             ("hwaddress", "bridge_hw" if p.renderer == "ifupdown" else "hwaddress"),
             ("mtu", "mtu"),
         ]:

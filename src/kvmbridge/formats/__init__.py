@@ -70,7 +70,7 @@ IFUPDOWN = Format(
 )
 IFUPDOWN2 = Format(
     "interfaces-ifupdown2",
-    interfaces.parse,
+    interfaces.parse_semantic,
     validate=verify.ifupdown2_syntax,
     activate=lambda paths: ["ifreload -a"],
 )
