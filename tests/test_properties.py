@@ -142,7 +142,9 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
     ifaces: dict[str, Any] = {"lo inet": {"method": "loopback", "options": {}}}
     for name, b in p.bridges.items():
         for port in b.ports:
-            ifaces[f"{port} inet"] = {"method": "manual", "options": {}}
+            # ifupdown2 and netplan give the ports the bridge's MTU: a bridge is never larger than its smallest port.
+            port_mtu = {"mtu": str(b.mtu)} if b.mtu is not None and p.renderer == "ifupdown2" else {}
+            ifaces[f"{port} inet"] = {"method": "manual", "options": port_mtu}
         opts: dict[str, Any] = {}
         for key, value in [("address", b.ipv4.address), ("gateway", b.ipv4.gateway)]:
             if value is not None:
@@ -184,7 +186,11 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
 
 def expected_netplan(p: HostProfile) -> dict[str, Any]:
     """netplan's YAML as PyYAML reads it: every name, MAC and address a string, every number an int."""
-    ethernets = {port: {"dhcp4": False, "dhcp6": False} for b in p.bridges.values() for port in b.ports}
+    ethernets = {
+        port: {"dhcp4": False, "dhcp6": False} | ({"mtu": b.mtu} if b.mtu is not None else {})
+        for b in p.bridges.values()
+        for port in b.ports
+    }
     bridges: dict[str, Any] = {}
     for name, b in p.bridges.items():
         v4, v6 = b.ipv4, b.ipv6
