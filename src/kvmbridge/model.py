@@ -64,7 +64,7 @@ class Network(_Model, frozen=True):
 
 
 class Sysctl(_Model, frozen=True):
-    ip_forward: bool = True
+    ip_forward: bool = False
     ipv6_forward: bool = False
 
 
