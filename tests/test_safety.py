@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from kvmbridge.findings import Report
 from kvmbridge.hostscan import LiveHost
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
 from kvmbridge.root import Root
-from kvmbridge.safety import Report, check_target
+from kvmbridge.safety import check_target
 from kvmbridge.state import State
 
 from .conftest import GOLDEN, require_root, require_tool, run, write_profile

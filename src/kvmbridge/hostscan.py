@@ -18,6 +18,7 @@ from .errors import KvmbridgeError
 from .formats import ifupdown2
 from .formats import interfaces as interfaces_format
 from .formats.ifupdown_sources import DictFiles, HostFiles, SourceFiles
+from .netplanscan import NetplanFile, nic_settings, read_netplan
 from .rules import check_hostname, check_ifname
 from .starter import Starter
 
@@ -149,10 +150,19 @@ def starter_from_host(
     else:
         bridge, ports = _free_bridge_name(live), [nic]
     port = ports[0] if ports else nic
-    parsed, problem = read_config(DictFiles(config) if isinstance(config, dict) else config, dialect)
+    files = DictFiles(config) if isinstance(config, dict) else config
+    renderer, netplan_files = detect_renderer(files)
+    if renderer == "ifupdown" and dialect == "ifupdown2":
+        renderer = "ifupdown2"
+    notes.append(f"renderer {renderer}: {RENDERER_EVIDENCE[renderer]}")
+    parsed, problem = read_config(files, "ifupdown2" if renderer == "ifupdown2" else dialect)
     if problem:
         notes.append(problem)
-    dns = _dns(parsed, nic, resolv)
+    netplan = nic_settings(netplan_files, nic) if renderer == "netplan" else {}
+    for found in netplan_files:
+        if renderer == "netplan" and found.configures(nic) is not None:
+            notes.append(f"{found.path} configures {nic}: remove it there before installing (the bridge takes over)")
+    dns = _netplan_dns(netplan) or _dns(parsed, nic, resolv)
     others = [s for s in parsed.stanzas if s.name not in (nic, "lo", bridge, *ports)]
     for stanza in others:
         notes.append(
@@ -165,15 +175,52 @@ def starter_from_host(
         "port": port,
         "hwaddress": mac if mac and mac != "00:00:00:00:00:00" else None,
         "ip_forward": ip_forward,
+        "renderer": renderer,
         "dns": tuple(dns),
     }
     values |= _ipv4_values(live, nic, _via(route4, nic), notes)
+    if netplan.get("dhcp4") is True and values["method"] != "dhcp":
+        values |= {"method": "dhcp", "address": "", "gateway": ""}  # netplan says so, whatever the kernel flags
     values |= _ipv6_values(live, nic, _via(route6, nic), parsed, notes)
     if values["method"] == "manual" and values.get("ipv6_method") and "ipv6_dns" not in values:
         values["ipv6_dns"] = tuple(dns)
     if check_ifname(port) is not None:
         raise KvmbridgeError(f"{port}: the NIC's name cannot be used in a profile ({check_ifname(port)})")
     return Starter(**values, notes=tuple(notes))
+
+
+RENDERER_EVIDENCE = {
+    "netplan": "netplan YAML configures devices in /etc/netplan",
+    "ifupdown2": "ifupdown2 is installed",
+    "ifupdown": "no netplan YAML, no ifupdown2",
+}
+
+
+def detect_renderer(files: SourceFiles) -> tuple[str, list[NetplanFile]]:
+    """The stack this host already uses: netplan YAML present, else ifupdown2 installed, else ifupdown."""
+    netplan_files = []
+    for path in sorted(files.glob("/etc/netplan/*.yaml") + files.glob("/etc/netplan/*.yml")):
+        data = _read(files, path)
+        if data is not None:
+            netplan_files.append(read_netplan(path, data))
+    if any(f.devices for f in netplan_files):
+        return "netplan", netplan_files
+    if files.listdir("/usr/share/ifupdown2") is not None:
+        return "ifupdown2", netplan_files
+    return "ifupdown", netplan_files
+
+
+def _read(files: SourceFiles, path: str) -> bytes | None:
+    try:
+        return files.read(path)
+    except KvmbridgeError:  # unreadable, too large, not a regular file: no evidence
+        return None
+
+
+def _netplan_dns(settings: dict[str, Any]) -> list[str]:
+    servers = settings.get("nameservers")
+    found = servers.get("addresses") if isinstance(servers, dict) else None
+    return [str(s) for s in found if _is_ip(str(s))] if isinstance(found, list) else []
 
 
 def _via(route: dict[str, Any] | None, nic: str) -> dict[str, Any] | None:

@@ -13,55 +13,21 @@ import os
 import posixpath
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import KvmbridgeError
 from .fileset import RenderedSet
+from .findings import Finding, Report
 from .formats import NETXML, ifupdown2
 from .formats import interfaces as interfaces_format
 from .formats.ifupdown_sources import expand_source
 from .hostscan import LiveHost
 from .model import Bridge, HostProfile
+from .netplanchecks import interfaces_also_applied, netplan_files
 from .plan import parse_or_none
 from .renderers import RENDERERS
 from .root import Root
 from .state import State
-
-
-@dataclass(frozen=True)
-class Finding:
-    """`id` is stable across releases; `severity` is error (blocks install) or warning."""
-
-    id: str
-    severity: str
-    subject: str
-    message: str
-    fix: str
-
-    def line(self) -> str:
-        return f"{self.severity}: {self.id} {self.subject}: {self.message} (fix: {self.fix})"
-
-    def as_dict(self) -> dict[str, str]:
-        return dict(vars(self))
-
-
-@dataclass(frozen=True)
-class Report:
-    findings: tuple[Finding, ...]
-    notes: tuple[str, ...]
-
-    @property
-    def errors(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity == "error")
-
-    @property
-    def warnings(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity == "warning")
-
-    def summary(self) -> str:
-        counts = f"{len(self.errors)} error(s), {len(self.warnings)} warning(s), {len(self.notes)} skipped"
-        return f"safety checks: {counts}" + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
 
 def check_target(profile: HostProfile, files: RenderedSet, root: Root, state: State, live: LiveHost | None) -> Report:
@@ -69,7 +35,12 @@ def check_target(profile: HostProfile, files: RenderedSet, root: Root, state: St
     packages = read_dpkg_status(root)
     findings = [
         *_other_managers(profile, root),
-        *_sourced_files(profile, root, "ifupdown2" if packages and "ifupdown2" in packages else "ifupdown"),
+        *(interfaces_also_applied(root, state, _names(profile)) if profile.renderer == "netplan" else ()),
+        *_sourced_files(
+            profile,
+            root,
+            "ifupdown2" if profile.renderer == "ifupdown2" or "ifupdown2" in (packages or ()) else "ifupdown",
+        ),
         *_pending_writers(profile, root),
         *_libvirt_networks(files, root, state),
     ]
@@ -116,20 +87,7 @@ def _files(root: Root, pattern: str) -> list[tuple[str, bytes]]:
 
 def _other_managers(profile: HostProfile, root: Root) -> Iterator[Finding]:
     owned = _names(profile)
-    for path, data in _files(root, "/etc/netplan/*.yaml") + _files(root, "/etc/netplan/*.yml"):
-        text = data.decode("utf-8", "replace")
-        for name, what in owned.items():
-            if re.search(rf"^\s*{re.escape(name)}\s*:", text, re.M) or re.search(
-                rf"set-name:\s*['\"]?{re.escape(name)}\b", text
-            ):
-                yield Finding(
-                    "KB102",
-                    "error",
-                    name,
-                    f"netplan ({path}) also configures this {what}; netplan's "
-                    "renderer would own it at boot, not ifupdown",
-                    f"remove {name} from {path} (or remove netplan)",
-                )
+    yield from netplan_files(profile, root, owned)
     for path, data in _files(root, "/etc/NetworkManager/system-connections/*"):
         found = re.search(r"^interface-name\s*=\s*(\S+)", data.decode("utf-8", "replace"), re.M)
         if found and found[1] in owned:
@@ -140,7 +98,7 @@ def _other_managers(profile: HostProfile, root: Root) -> Iterator[Finding]:
                 f"NetworkManager profile {path} manages this {owned[found[1]]}",
                 f"delete {path}, or mark the device unmanaged",
             )
-    for path, data in _files(root, "/etc/NetworkManager/NetworkManager.conf"):
+    for path, data in _files(root, "/etc/NetworkManager/NetworkManager.conf") if _reads_interfaces(profile) else ():
         if re.search(r"^\s*\[ifupdown\][^\[]*^\s*managed\s*=\s*true", data.decode("utf-8", "replace"), re.M | re.S):
             yield Finding(
                 "KB102",
@@ -166,6 +124,10 @@ def _other_managers(profile: HostProfile, root: Root) -> Iterator[Finding]:
                 )
 
 
+def _reads_interfaces(profile: HostProfile) -> bool:
+    return profile.renderer in ("ifupdown", "ifupdown2")
+
+
 def _sourced_files(profile: HostProfile, root: Root, dialect: str) -> Iterator[Finding]:
     """Files our `source` lines pull in still configuring what the profile owns.
 
@@ -174,6 +136,8 @@ def _sourced_files(profile: HostProfile, root: Root, dialect: str) -> Iterator[F
     ifupdown2 when the target has it installed); a file that tool refuses is
     a finding of its own, never skipped.
     """
+    if not _reads_interfaces(profile):
+        return
     load = ifupdown2.load if dialect == "ifupdown2" else interfaces_format.load
     owned = _names(profile)
     ours = {
@@ -282,7 +246,7 @@ class RootFiles:
 
 
 def _pending_writers(profile: HostProfile, root: Root) -> Iterator[Finding]:
-    if root.read("/etc/network/interfaces.new").kind == "file":
+    if _reads_interfaces(profile) and root.read("/etc/network/interfaces.new").kind == "file":
         yield Finding(
             "KB111",
             "error",
@@ -291,6 +255,8 @@ def _pending_writers(profile: HostProfile, root: Root) -> Iterator[Finding]:
             "apply or discard it in the Proxmox GUI (or delete it) before installing",
         )
     cloud = _files(root, "/etc/network/interfaces.d/50-cloud-init*")
+    if profile.renderer == "netplan":
+        cloud += _files(root, "/etc/netplan/50-cloud-init.yaml")
     if cloud:
         disabled = any(_cloud_init_network_disabled(data) for _, data in _files(root, "/etc/cloud/cloud.cfg.d/*.cfg"))
         if not disabled:

@@ -25,6 +25,7 @@ class Starter:
     ipv6_gateway: str = ""
     ipv6_accept_ra: int | None = None
     ipv6_dns: tuple[str, ...] = ()
+    renderer: str = "ifupdown"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 

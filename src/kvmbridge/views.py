@@ -11,13 +11,13 @@ from typing import Any
 
 from .check import HostCheck
 from .diff import semantic, unified
+from .findings import Report
 from .formats import FORMATS
 from .guard import UNIT_DIR, GuardRecord, GuardSpec
 from .guardrun import Confirmed
 from .livestatus import Status
 from .model import HostProfile
 from .plan import Change, Plan, format_for
-from .safety import Report
 from .state import Manifest
 
 GUARD_UNITS = f"{UNIT_DIR}/"
