@@ -1,11 +1,13 @@
-"""One profile with many bridges: whole-process `render` time.
+"""One profile with many bridges, per renderer: whole-process `render` time, beside
+`netplan generate` turning the same bridges' YAML into systemd-networkd units.
 
-Targets: 200 bridges <= 0.25 s, 1,000 bridges <= 0.8 s.
+Targets: 200 bridges <= 0.25 s, 1,000 bridges <= 0.8 s (each renderer).
 Usage: python benchmarks/big_profile.py [N ...]
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
@@ -13,9 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
+RENDERERS = ("ifupdown", "ifupdown2", "netplan")
 
-def big_profile(bridges: int) -> str:
-    lines = ['hostname = "big"', ""]
+
+def big_profile(bridges: int, renderer: str = "ifupdown") -> str:
+    lines = ['hostname = "big"', f'renderer = "{renderer}"', ""]
     for i in range(bridges):
         lines += [f"[bridges.br{i}]", f'ports = ["p{i}a", "p{i}b"]', "stp = true", "forward_delay = 4"]
         if i == 0:
@@ -24,21 +28,33 @@ def big_profile(bridges: int) -> str:
     return "\n".join(lines)
 
 
+def median_seconds(command: list[str], runs: int = 7) -> float:
+    subprocess.run(command, check=True, capture_output=True)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [200, 1000]
+    netplan = shutil.which("netplan", path="/usr/sbin:/usr/bin:/sbin")
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
-            profile = Path(tmp) / f"big{size}.toml"
-            profile.write_text(big_profile(size))
-            command = [sys.executable, "-m", "kvmbridge", "render", str(profile), "-o", str(Path(tmp) / f"out{size}")]
-            subprocess.run(command, check=True, capture_output=True)
-            times = []
-            for _ in range(7):
-                start = time.perf_counter()
-                subprocess.run(command, check=True, capture_output=True)
-                times.append(time.perf_counter() - start)
-            median = statistics.median(times)
-            print(f"{size:5d} bridges ({2 * size} ports, {size} networks): render -o median {median:.3f} s")
+            for renderer in RENDERERS:
+                profile = Path(tmp) / f"big{size}-{renderer}.toml"
+                profile.write_text(big_profile(size, renderer))
+                out = Path(tmp) / f"out{size}-{renderer}"
+                command = [sys.executable, "-m", "kvmbridge", "render", str(profile), "-o", str(out)]
+                line = f"{size:5d} bridges ({2 * size} ports, {size} networks) {renderer:<9}: render -o median "
+                line += f"{median_seconds(command):.3f} s"
+                if renderer == "netplan" and netplan is not None:
+                    (out / "etc/netplan/60-kvmbridge.yaml").chmod(0o600)
+                    generate = [netplan, "generate", "--root-dir", str(out)]
+                    line += f"; netplan generate of the same bridges {median_seconds(generate, 3):.3f} s"
+                print(line)
 
 
 if __name__ == "__main__":

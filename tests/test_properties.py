@@ -169,7 +169,9 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             ("hwaddress", "bridge_hw" if p.renderer == "ifupdown" else "hwaddress"),
             ("mtu", "mtu"),
         ]:
-            if getattr(b, key) is not None:
+            # ifupdown2's bridge inherits its ports' MTU (and warns when told twice)
+            inherits = key == "mtu" and p.renderer == "ifupdown2" and b.ports
+            if getattr(b, key) is not None and not inherits:
                 opts[opt] = str(getattr(b, key))
         ifaces[f"{name} inet"] = {"method": b.ipv4.method, "options": opts}
         if b.ipv6 is not None:

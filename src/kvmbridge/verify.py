@@ -96,14 +96,17 @@ def _without_sources(data: bytes) -> bytes:
 
 
 def ifupdown2_syntax(files: Sequence[RenderedFile], profile: HostProfile, verdict: Verdict) -> None:
-    """ifupdown2's own `ifquery --syntax-check` (it cannot share a machine with ifupdown's)."""
+    """ifupdown2's own parser, `ifup --syntax-check` (ifupdown2 cannot share a machine with ifupdown).
+
+    Only ifup/ifdown/ifreload take --syntax-check in ifupdown2 3.0; ifquery does not.
+    """
     import shutil
     import subprocess
     import tempfile
 
-    found = shutil.which("ifquery") or shutil.which("ifquery", path="/usr/sbin:/sbin")
+    found = shutil.which("ifup") or shutil.which("ifup", path="/usr/sbin:/sbin")
     if found is None or not _is_ifupdown2(found):
-        verdict.skipped.append("ifupdown2's ifquery not found (it is installed on ifupdown2 hosts only)")
+        verdict.skipped.append("ifupdown2's ifup not found (it is installed on ifupdown2 hosts only)")
         return
     for interfaces in files:
         assert interfaces.data is not None
@@ -113,16 +116,19 @@ def ifupdown2_syntax(files: Sequence[RenderedFile], profile: HostProfile, verdic
             result = subprocess.run(
                 [found, "-i", tmp.name, "--syntax-check", "-a"], capture_output=True, text=True, check=False
             )
-        complaints = [line for line in (result.stderr + result.stdout).splitlines() if "error" in line.lower()]
+        # It warns about an invalid value and still parses on; any warning or error is a complaint.
+        complaints = [
+            line for line in (result.stderr + result.stdout).splitlines() if line.lower().startswith(("error", "warn"))
+        ]
         if result.returncode != 0 or complaints:
             for line in complaints or result.stderr.splitlines() or ["failed"]:
                 verdict.errors.append(f"{interfaces.relpath}: {line.replace(tmp.name, interfaces.relpath)}")
             return
-    verdict.checked.append("ifupdown2 (ifquery --syntax-check)")
+    verdict.checked.append("ifupdown2 (ifup --syntax-check)")
 
 
 def _is_ifupdown2(ifquery: str) -> bool:
-    """ifupdown's ifquery is a binary; ifupdown2's is a Python entry point."""
+    """ifupdown's ifup is a binary; ifupdown2's is a Python script."""
     try:
         with open(ifquery, "rb") as handle:
             return handle.read(2) == b"#!"
