@@ -113,7 +113,8 @@ def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
         elif hwaddress != "none":
             bridge["hwaddress"] = draw(MAC)
         if draw(st.booleans()):
-            bridge["ipv6"] = {"method": draw(st.sampled_from(["auto", "dhcp", "manual"]))}
+            methods = ["dhcp", "manual"] if renderer == "ifupdown2" else ["auto", "dhcp", "manual"]
+            bridge["ipv6"] = {"method": draw(st.sampled_from(methods))}
             if bridge["ipv6"]["method"] != "manual" and draw(st.booleans()):
                 bridge["ipv6"]["accept_ra"] = 2  # 1 is refused with ipv6_forward, 0 with these methods
         bridges[name] = bridge
@@ -183,7 +184,18 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             elif p.sysctl.ipv6_forward and b.ipv6.method in ("auto", "dhcp"):
                 v6["accept_ra"] = "2"  # RAs reach a forwarding interface only at 2
             ifaces[f"{name} inet6"] = {"method": b.ipv6.method, "options": v6}
-    return {"auto": ["lo", *p.bridges], "source": list(p.interfaces.source), "ifaces": ifaces}
+    auto = ["lo", *p.bridges]
+    if p.renderer == "ifupdown2":
+        # ifupdown2's reading: every option a list (it keeps repeats), each stanza knows whether it is auto
+        ifaces = {
+            key: {
+                "method": st["method"],
+                "auto": key.split()[0] in auto,
+                "options": {k.replace("accept_ra", "accept-ra"): [v] for k, v in st["options"].items()},
+            }
+            for key, st in ifaces.items()
+        }
+    return {"auto": auto, "source": list(p.interfaces.source), "ifaces": ifaces}
 
 
 def expected_netplan(p: HostProfile) -> dict[str, Any]:
@@ -206,8 +218,9 @@ def expected_netplan(p: HostProfile) -> dict[str, Any]:
             bridge["dhcp-identifier"] = "mac"
         if v6 is not None and v6.method == "dhcp":
             bridge["dhcp6"] = True
-        if v6 is not None and v6.method == "auto":
-            bridge["accept-ra"] = True
+        accept_ra = v6.effective_accept_ra(p.sysctl.ipv6_forward) if v6 is not None else None
+        if accept_ra is not None or (v6 is not None and v6.method == "auto"):
+            bridge["accept-ra"] = accept_ra != 0
         addresses = [a for a in (v4.address, v6.address if v6 else None) if a is not None]
         if addresses:
             bridge["addresses"] = addresses

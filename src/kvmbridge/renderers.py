@@ -27,6 +27,7 @@ class Renderer:
     read_by: str
     copies_port_mac: bool
     packages: tuple[Package, ...]
+    ipv6_methods: tuple[str, ...] = ("auto", "dhcp", "static", "manual")
 
 
 RENDERERS: dict[str, Renderer] = {
@@ -48,6 +49,8 @@ RENDERERS: dict[str, Renderer] = {
         packages=(
             Package("ifupdown2", "KB104", "nothing reads /etc/network/interfaces in ifupdown2's dialect at boot"),
         ),
+        # ifupdown2 3.0 has no inet6 `auto` method (its parser refuses it)
+        ipv6_methods=("dhcp", "static", "manual"),
     ),
     "netplan": Renderer(
         "netplan",

@@ -126,7 +126,15 @@ def _check_port_mac(renderer: str, name: str, bridge: Bridge) -> Iterator[Proble
     up here. `init --from-host` writes the NIC's MAC itself.
     """
     stack = RENDERERS.get(renderer)
-    if stack is None or stack.copies_port_mac or bridge.hwaddress is None or bridge.hwaddress not in bridge.ports:
+    if stack is None:
+        return
+    if bridge.ipv6 is not None and bridge.ipv6.method not in stack.ipv6_methods:
+        yield (
+            keypath("bridges", name, "ipv6", "method"),
+            f"{bridge.ipv6.method!r} is not an ipv6 method {renderer} reads (choose one of: "
+            f'{", ".join(stack.ipv6_methods)}; with "manual" the kernel still autoconfigures from router ads)',
+        )
+    if stack.copies_port_mac or bridge.hwaddress is None or bridge.hwaddress not in bridge.ports:
         return
     yield (
         keypath("bridges", name, "hwaddress"),

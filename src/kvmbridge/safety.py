@@ -124,6 +124,11 @@ def _other_managers(profile: HostProfile, root: Root) -> Iterator[Finding]:
                 )
 
 
+def _dialect(profile: HostProfile, packages: set[str] | None) -> str:
+    """Sourced files are read as the tool that will read them at boot reads them."""
+    return "ifupdown2" if profile.renderer == "ifupdown2" or "ifupdown2" in (packages or set()) else "ifupdown"
+
+
 def _reads_interfaces(profile: HostProfile) -> bool:
     return profile.renderer in ("ifupdown", "ifupdown2")
 

@@ -16,7 +16,7 @@ from typing import Any
 from .. import verify
 from ..fileset import RenderedFile
 from ..model import HostProfile
-from . import interfaces, netplan, netxml, sysctl, udev
+from . import ifupdown2, interfaces, netplan, netxml, sysctl, udev
 
 Validator = Callable[[Sequence[RenderedFile], HostProfile, "verify.Verdict"], None]
 
@@ -70,7 +70,7 @@ IFUPDOWN = Format(
 )
 IFUPDOWN2 = Format(
     "interfaces-ifupdown2",
-    interfaces.parse_semantic,
+    ifupdown2.parse_semantic,
     validate=verify.ifupdown2_syntax,
     activate=lambda paths: ["ifreload -a"],
 )
