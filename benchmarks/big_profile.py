@@ -1,5 +1,6 @@
-"""One profile with many bridges, per renderer: whole-process `render` time, beside
-`netplan generate` turning the same bridges' YAML into systemd-networkd units.
+"""One profile with many bridges, per renderer: load + render in process (the pure pipeline),
+whole-process `render -o` (writes every file through Root), beside `netplan generate`
+turning the same bridges' YAML into systemd-networkd units.
 
 Targets: 200 bridges <= 0.25 s, 1,000 bridges <= 0.8 s (each renderer).
 Usage: python benchmarks/big_profile.py [N ...]
@@ -28,6 +29,18 @@ def big_profile(bridges: int, renderer: str = "ifupdown") -> str:
     return "\n".join(lines)
 
 
+def in_process(text: str) -> float:
+    from kvmbridge.profile import parse_profile
+    from kvmbridge.render import render
+
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        render(parse_profile(text, "big.toml", default_hostname="big", source_name="big.toml"))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def median_seconds(command: list[str], runs: int = 7) -> float:
     subprocess.run(command, check=True, capture_output=True)
     times = []
@@ -45,11 +58,12 @@ def main() -> None:
         for size in sizes:
             for renderer in RENDERERS:
                 profile = Path(tmp) / f"big{size}-{renderer}.toml"
-                profile.write_text(big_profile(size, renderer))
+                text = big_profile(size, renderer)
+                profile.write_text(text)
                 out = Path(tmp) / f"out{size}-{renderer}"
                 command = [sys.executable, "-m", "kvmbridge", "render", str(profile), "-o", str(out)]
-                line = f"{size:5d} bridges ({2 * size} ports, {size} networks) {renderer:<9}: render -o median "
-                line += f"{median_seconds(command):.3f} s"
+                line = f"{size:5d} bridges ({2 * size} ports, {size} networks) {renderer:<9}: "
+                line += f"load+render {in_process(text):.3f} s; render -o median {median_seconds(command):.3f} s"
                 if renderer == "netplan" and netplan is not None:
                     (out / "etc/netplan/60-kvmbridge.yaml").chmod(0o600)
                     generate = [netplan, "generate", "--root-dir", str(out)]
