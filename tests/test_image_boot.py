@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from kvmbridge.model import HostProfile
 from kvmbridge.render import environment
 
 from . import imagelab
