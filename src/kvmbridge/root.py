@@ -131,6 +131,7 @@ class Root:
         except FileNotFoundError:
             if not create:
                 raise
+            self._mutating("mkdir", self.prefix)
             os.makedirs(self.prefix, exist_ok=True)
             fd = os.open(self.prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
