@@ -4,7 +4,7 @@ Compiled templates are unpickled code: a cache someone else can write is code
 execution as whoever renders (root, with a user's HOME under `sudo -E`). So
 the folder is opened once, component by component from `/` without
 following links, each folder owned by us or root and writable by no one
-else, the last one owned by us and private; every entry is then opened
+else, the last two owned by us; every entry is then opened
 relative to that descriptor with O_NOFOLLOW and checked with fstat. No name
 is resolved twice, so swapping a folder for a link after the check changes
 nothing.
@@ -54,8 +54,8 @@ def open_cache_folder() -> int | None:
             st = os.fstat(fd)
             if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
                 raise PermissionError(errno.EPERM, "untrusted folder")
-            if mine and (st.st_uid != me or st.st_mode & 0o077):
-                raise PermissionError(errno.EPERM, "not a private folder of ours")
+            if mine and (st.st_uid != me or st.st_mode & 0o022):
+                raise PermissionError(errno.EPERM, "not a folder only we can write")
     except OSError:
         os.close(fd)
         return None
@@ -92,7 +92,7 @@ class OwnedBytecodeCache(jinja2.BytecodeCache):
             return
         with os.fdopen(fd, "rb") as handle:
             st = os.fstat(handle.fileno())
-            trusted = stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
+            trusted = stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
             if trusted and st.st_nlink == 1 and st.st_size <= MAX_ENTRY:
                 bucket.load_bytecode(handle)
 
