@@ -88,6 +88,7 @@ def test_auto_confirm_adds_the_check_unit_after_network_online_outside_the_boot_
         ("1d", "--confirm-within: '1d' is not a duration; use a number and s, m or h (45s, 10m, 1h)"),
         ("-5m", "--confirm-within: '-5m' is not a duration; use a number and s, m or h (45s, 10m, 1h)"),
         ("1h30m", "--confirm-within: '1h30m' is not a duration; use a number and s, m or h (45s, 10m, 1h)"),
+        ("45s\n", "--confirm-within: '45s\\n' is not a duration; use a number and s, m or h (45s, 10m, 1h)"),
     ],
 )
 def test_a_bad_duration_is_one_line_exit_2_and_nothing_written(root: Path, duration: str, message: str) -> None:
@@ -299,6 +300,11 @@ def tamper(root: Path, **changes: object) -> None:
         ({"version": 2}, "unknown version 2"),
         ({"extra": "field"}, "Object contains unknown field `extra`"),
         ({"backup": 7}, "Expected `str`, got `int`"),
+        ({"backup": "20261128T170000.000000Z\n"}, "backup: not a backup set ID"),
+        ({"executable": "/opt/kvmbridge/bin/kvmbridge\n"}, "executable: not a plain absolute path"),
+        ({"duration": "10m\nExecStart=/bin/sh"}, "duration: not the record's seconds"),
+        ({"duration": "1h"}, "duration: not the record's seconds"),
+        ({"armed_at": "now\nrun kvmbridge rollback"}, "armed_at: not a time stamp"),
     ],
 )
 def test_a_tampered_record_is_never_obeyed(root: Path, changes: dict[str, object], problem: str) -> None:

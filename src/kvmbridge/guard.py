@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from .confine import BACKUP_ID
 from .errors import KvmbridgeError, RefusedError, UsageError
 from .guardfiles import CHECK, CHECK_LINK, EXPIRED, GUARD, GUARD_FILES, SERVICE, TIMER, TIMER_LINK, UNIT_DIR
 from .root import Root
@@ -26,15 +27,15 @@ from .transaction import Op
 
 MIN_SECONDS, MAX_SECONDS = 30, 24 * 3600
 MAX_RECORD_BYTES = 1 << 20
-BACKUP_ID = re.compile(r"^[0-9]{8}T[0-9]{6}\.[0-9]{6}Z(-[0-9]{1,6})?$")
-SAFE_EXECUTABLE = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
-_DURATION = re.compile(r"^([0-9]{1,6})([smh])$")
+# fullmatch everywhere: `$` would also match before a trailing newline.
+SAFE_EXECUTABLE = re.compile(r"(/[A-Za-z0-9._+-]+)+")
+_DURATION = re.compile(r"([0-9]{1,6})([smh])")
 _UNIT = {"s": 1, "m": 60, "h": 3600}
 
 
 def parse_duration(text: str) -> int:
     """`45s`, `10m`, `1h` → seconds, within 30 seconds and 24 hours."""
-    found = _DURATION.match(text)
+    found = _DURATION.fullmatch(text)
     if found is None:
         raise UsageError(f"--confirm-within: {text!r} is not a duration; use a number and s, m or h (45s, 10m, 1h)")
     seconds = int(found[1]) * _UNIT[found[2]]
@@ -77,11 +78,16 @@ class GuardSpec:
 def _check_record(record: GuardRecord) -> str | None:
     if record.version != 1:
         return f"unknown version {record.version}"
-    if not BACKUP_ID.match(record.backup):
+    if not BACKUP_ID.fullmatch(record.backup):
         return "backup: not a backup set ID"
     if not MIN_SECONDS <= record.seconds <= MAX_SECONDS:
         return "seconds: outside 30s to 24h"
-    if not SAFE_EXECUTABLE.match(record.executable):
+    found = _DURATION.fullmatch(record.duration)
+    if found is None or int(found[1]) * _UNIT[found[2]] != record.seconds:
+        return "duration: not the record's seconds"
+    if not record.armed_at.isprintable() or len(record.armed_at) > 64:
+        return "armed_at: not a time stamp"
+    if not SAFE_EXECUTABLE.fullmatch(record.executable):
         return "executable: not a plain absolute path"
     if not record.profile_name.isprintable() or "/" in record.profile_name or len(record.profile_name) > 255:
         return "profile_name: not a plain file name"

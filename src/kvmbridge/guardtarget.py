@@ -64,7 +64,7 @@ def choose_executable(root: Root) -> str:
     """The kvmbridge the units will run: this one when it is inside the root, else a usual place."""
     tried = []
     for candidate in dict.fromkeys([running_executable(), *CANDIDATES]):
-        if not SAFE_EXECUTABLE.match(candidate):
+        if not SAFE_EXECUTABLE.fullmatch(candidate):
             continue
         tried.append(candidate)
         try:
