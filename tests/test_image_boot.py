@@ -292,10 +292,13 @@ def test_init_from_host_then_install_inside_then_reboot_keeps_the_address(method
         assert machine.boot() == "running"
         before = [a["local"] for a in _ipv4(machine, "eth0")]
         assert before and lan.wait_ping(before[0])
-        cli = "/opt/kvmbridge/bin/kvmbridge"
-        machine.run(f"{cli} init --from-host > /root/kvm01.toml && {cli} install /root/kvm01.toml")
+        machine.run(f"{KVMBRIDGE} init --from-host > /root/kvm01.toml && {KVMBRIDGE} install /root/kvm01.toml")
+        pending = machine.run([KVMBRIDGE, "status", "/root/kvm01.toml"], check=False)
+        assert pending.returncode == 1, pending.stdout  # installed, not yet active: the running host differs
         machine.reboot()
         assert machine.failed_units() == []
+        status = machine.run([KVMBRIDGE, "status", "/root/kvm01.toml"], check=False)
+        assert status.returncode == 0, status.stdout + status.stderr
         assert machine.ip_json("link show master br0")[0]["ifname"] == "eth0"
         assert machine.ip_json("link show dev br0")[0]["address"] == machine.macs["eth0"]
         assert [a["local"] for a in _ipv4(machine, "br0")] == before
