@@ -581,6 +581,7 @@ class Lan:
             f"--pid-file={pidfile}",
             f"--log-facility={self.work / 'dnsmasq.log'}",
             "--dhcp-authoritative",
+            "--no-ping",  # no 3 s ICMP probe of a new address before each first offer
         ]
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.children.append(process)
