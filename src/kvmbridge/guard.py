@@ -167,9 +167,9 @@ def record_bytes(spec: GuardSpec, backup_id: str) -> bytes:
 def guard_ops(spec: GuardSpec, backup_id: str, root: Root) -> list[Op]:
     """The guard's files, written in the install's own transaction.
 
-    guard.json comes first: a rollback restores in this order, so a revert cut
-    short by power loss still has its timer at the next boot, and once guard.json
-    is gone every configuration file before it is back.
+    They come before the configuration in the install, and after it in a
+    rollback, so a power cut never leaves new files without a timer; guard.json
+    comes first among them, so while it is missing the units stay inert.
     """
     from .render import environment
 

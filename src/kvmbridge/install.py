@@ -11,6 +11,7 @@ from pathlib import Path
 from .errors import KvmbridgeError, RefusedError, RolledBackError
 from .fileset import RenderedSet
 from .guard import GuardSpec, guard_ops, read_guard, refuse_if_armed
+from .guardfiles import GUARD_FILES
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
 from .root import Interrupted, Root, sha256_of
@@ -106,7 +107,9 @@ def install(
         refuse_linked_areas(root)
         root.remove_stale_temps({os.path.dirname(c.path) for c in plan.changes})
         backup_id = new_backup_id(root)
-        ops = [_op(c) for c in plan.pending]
+        # The guard goes first: a power cut at any later step boots into files its timer takes back.
+        ops = guard_ops(guard, backup_id, root) if guard is not None else []
+        ops += [_op(c) for c in plan.pending]
         new_state = State(
             files=_hashes_after(plan),
             backup=backup_id,
@@ -114,8 +117,6 @@ def install(
             hostname=profile.hostname,
         )
         ops.append(Op(STATE, data=new_state.to_bytes(), mode=0o644))
-        if guard is not None:
-            ops += guard_ops(guard, backup_id, root)
         manifest = apply(
             root,
             ops,
@@ -185,7 +186,8 @@ def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifes
                 "nothing was changed; rollback --force restores anyway (and backs up the current files first)",
             )
         try:
-            ops = restore_ops(chosen, root)
+            # The guard's files last: a revert cut short keeps its timer until the configuration is back.
+            ops = sorted(restore_ops(chosen, root), key=lambda op: op.path in GUARD_FILES)
         except OSError as exc:
             if isinstance(exc, Interrupted):
                 raise
