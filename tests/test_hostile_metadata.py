@@ -241,3 +241,22 @@ def _installed_template(factory: pytest.TempPathFactory) -> Path:
     if "root" not in _TEMPLATE:
         _TEMPLATE["root"] = installed_root(factory.mktemp("template"))
     return _TEMPLATE["root"]
+
+
+@pytest.mark.parametrize("mode", [0o6755, 0o7777, 0o4644, 0o1777])
+def test_a_forged_manifest_mode_never_restores_a_setuid_setgid_or_sticky_file(tmp_path: Path, mode: int) -> None:
+    """kvmbridge's files never need those bits; restoring them as root would hand out a set-uid root binary."""
+    root = installed_root(tmp_path)
+
+    def forge(body: dict[str, Any]) -> None:
+        for entry in body["files"]:
+            if entry["path"] == "/etc/network/interfaces":
+                entry.update(mode=mode, uid=None, gid=None)
+
+    edit_manifest(root, forge)
+    result = run("rollback", "--root", root)
+    assert no_traceback(result.stdout, result.stderr)
+    restored = root / "etc/network/interfaces"
+    assert result.exit_code == 0, result.stderr
+    assert restored.stat().st_mode & 0o7000 == 0, oct(restored.stat().st_mode)
+    assert restored.stat().st_mode & 0o777 == mode & 0o777

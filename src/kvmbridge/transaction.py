@@ -266,7 +266,10 @@ def entry_op(entry: Entry, data: bytes | None = None) -> Op:
         return Op(entry.path)
     if entry.kind == "symlink":
         return Op(entry.path, link=entry.link_before)
-    return Op(entry.path, data=data, mode=entry.mode or 0o644, uid=entry.uid, gid=entry.gid, mtime_ns=entry.mtime_ns)
+    # Never set-uid, set-gid or sticky: no file kvmbridge manages needs them, and a forged manifest must not
+    # turn a restore by root into a set-uid binary.
+    mode = (entry.mode or 0o644) & 0o777
+    return Op(entry.path, data=data, mode=mode, uid=entry.uid, gid=entry.gid, mtime_ns=entry.mtime_ns)
 
 
 def restore_ops(manifest: Manifest, root: Root) -> list[Op]:
