@@ -28,6 +28,7 @@ from .roots import make_sentinel, no_traceback, seed_old_host, snapshot
 
 PROFILE = GOLDEN / "article.toml"
 STATE = "var/lib/kvmbridge/state.json"
+EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def installed_root(base: Path) -> Path:
@@ -65,6 +66,8 @@ def _set_top(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
 MANIFEST_TAMPERING = {
     "path is a number": _set_entry("path", 5),
     "path outside": _set_entry("path", "/etc/passwd"),
+    "path is the lock": _set_entry("path", "/var/lib/kvmbridge/lock"),
+    "path is another own file": _set_entry("path", "/var/lib/kvmbridge/notes"),
     "path with dot-dot": _set_entry("path", "/etc/network/../../outside/passwd"),
     "relative path": _set_entry("path", "etc/network/interfaces"),
     "host is an object": _set_top("host", {"a": 1}),
@@ -104,6 +107,9 @@ STATE_TAMPERING: dict[str, Any] = {
     "files value is an object": {"files": {"/etc/network/interfaces": {}}},
     "files is a list": {"files": ["/etc/network/interfaces"]},
     "path outside": {"files": {"/etc/passwd": "0" * 64}},
+    "path is the lock": {"files": {"/var/lib/kvmbridge/lock": EMPTY_SHA}},
+    "path is the guard record": {"files": {"/var/lib/kvmbridge/guard.json": EMPTY_SHA}},
+    "path is the state itself": {"files": {"/var/lib/kvmbridge/state.json": EMPTY_SHA}},
     "path is relative": {"files": {"etc/network/interfaces": "0" * 64}},
     "backup is a path": {"files": {}, "backup": "../../etc"},
     "no files": {"version": 1},

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import re
 
-from .guardfiles import UNIT_FILES
+from .guardfiles import EXPIRED, GUARD, UNIT_FILES
 from .targets import LINK_TARGETS, TARGETS, renderable
 
 OWN_STATE = "/var/lib/kvmbridge"
 OWN_BACKUPS = "/var/backups/kvmbridge"
 
-_OWN_FILE = re.compile(re.escape(OWN_STATE) + r"/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+# Named one by one: never the lock, whose removal mid-install would let a second install in.
+OWN_FILES = frozenset((f"{OWN_STATE}/state.json", GUARD, EXPIRED))
 BACKUP_ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z(-[0-9]{1,6})?")
 
 
@@ -24,7 +25,12 @@ def is_managed(path: object) -> bool:
     """A destination kvmbridge may write, rename, delete or restore (not a folder)."""
     if not isinstance(path, str) or not _normal(path) or os.path.basename(path).startswith("."):
         return False
-    return renderable(path) or path in UNIT_FILES or bool(_OWN_FILE.fullmatch(path))
+    return is_rendered(path) or path in UNIT_FILES or path in OWN_FILES
+
+
+def is_rendered(path: object) -> bool:
+    """A destination some profile renders: the only paths state.json may list."""
+    return isinstance(path, str) and _normal(path) and not os.path.basename(path).startswith(".") and renderable(path)
 
 
 def _normal(path: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .confine import BACKUP_ID, OWN_BACKUPS, is_managed, is_managed_folder
+from .confine import BACKUP_ID, OWN_BACKUPS, is_managed, is_managed_folder, is_rendered
 from .errors import KvmbridgeError, RefusedError
 from .root import Root
 
@@ -104,7 +104,7 @@ def read_state(root: Root) -> State:
     doc: _StateDoc = _decode(root, STATE, _StateDoc)
     where = root.path(STATE)
     for path, sha in doc.files.items():
-        if not is_managed(path):
+        if not is_rendered(path):
             raise RefusedError(f"{where}: files: {path!r} is not a path kvmbridge writes; nothing was changed")
         if not _SHA.fullmatch(sha):
             raise KvmbridgeError(f"{where}: files.{path}: not a sha256")
