@@ -228,3 +228,37 @@ def test_the_root_itself_may_be_a_link(tmp_path: Path) -> None:
     assert (real / "etc/udev/rules.d/99-bridge.rules").is_file()
     assert run("rollback", "--root", tmp_path / "image").exit_code == 0
     assert not (real / "etc/udev").exists()
+
+
+SWAPPER = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = sys.argv[1].encode(), sys.argv[2].encode()
+while True:
+    libc.renameat2(-100, a, -100, b, 2)  # RENAME_EXCHANGE: the folder and the link trade places atomically
+"""
+
+
+def test_check_update_never_writes_or_deletes_through_a_golden_tree_swapped_for_a_link_mid_run(
+    tmp_path: Path, outside: Path
+) -> None:
+    """Outside review finding: the link checks ran before the writes, which re-opened GOLDEN/<stem> by name."""
+    import subprocess
+    import sys
+
+    before_outside = snapshot(outside)
+    for attempt in range(25):
+        fleet = tmp_path / f"fleet{attempt}"
+        (fleet / "host").mkdir(parents=True)
+        profile = fleet / "host.toml"
+        profile.write_text(ARTICLE)
+        (fleet / "hostlink").symlink_to(outside)
+        swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, fleet / "host", fleet / "hostlink"])
+        try:
+            result = run("check", profile, "--update")
+        finally:
+            swapper.kill()
+            swapper.wait()
+        assert result.exit_code in (0, 1, 2), result.output
+        assert no_traceback(result.stdout, result.stderr)
+        assert snapshot(outside) == before_outside, f"attempt {attempt}: wrote or deleted outside the golden tree"

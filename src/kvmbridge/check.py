@@ -201,7 +201,7 @@ def _update_refusal(result: HostCheck) -> str | None:
     tree = Root(base).kind("/" + result.golden.name)
     if tree not in ("dir", "missing"):
         return f"{result.golden}: is a {tree}, not a folder; refusing to update it"
-    golden = Root(result.golden)
+    golden = Root(result.golden, prefix_may_be_link=False)
     for change in result.changes:
         linked = golden.symlinked_folder(change.path)
         if linked is not None:
@@ -225,8 +225,8 @@ def update_golden(result: HostCheck) -> None:
     """Make the golden tree equal the render: write what differs, remove what is extra."""
     from .tree import write_tree
 
-    write_tree(tuple(c.new for c in result.changes if c.new is not None), result.golden)
-    root = Root(result.golden)
+    write_tree(tuple(c.new for c in result.changes if c.new is not None), result.golden, output_may_be_link=False)
+    root = Root(result.golden, prefix_may_be_link=False)
     try:
         for change in result.changes:
             if change.new is None:

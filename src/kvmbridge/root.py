@@ -96,8 +96,11 @@ def safe_parts(dest: str) -> list[str]:
 class Root:
     """A target system mounted at `prefix` (`/` on a real host)."""
 
-    def __init__(self, prefix: Path) -> None:
+    def __init__(self, prefix: Path, *, prefix_may_be_link: bool = True) -> None:
+        """`prefix_may_be_link=False` (golden trees): the prefix's own last name is opened without
+        following a link on every call, so a folder swapped for a link after a check leads nowhere."""
         self.prefix = Path(os.path.abspath(prefix))
+        self._open_prefix = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if prefix_may_be_link else os.O_NOFOLLOW)
 
     @property
     def is_live(self) -> bool:
@@ -127,13 +130,13 @@ class Root:
     @contextmanager
     def _folder_made(self, parts: list[str], made: list[str], create: bool, mode: int) -> Iterator[int]:
         try:
-            fd = os.open(self.prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(self.prefix, self._open_prefix)
         except FileNotFoundError:
             if not create:
                 raise
             self._mutating("mkdir", self.prefix)
             os.makedirs(self.prefix, exist_ok=True)
-            fd = os.open(self.prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(self.prefix, self._open_prefix)
         try:
             walked = ""
             for part in parts:
@@ -253,7 +256,7 @@ class Root:
         """
         out: dict[str, OnDisk] = {}
         try:
-            fd = os.open(self.prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(self.prefix, self._open_prefix)
         except FileNotFoundError:
             return out
         except OSError as exc:

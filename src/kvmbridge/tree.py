@@ -15,11 +15,11 @@ from .fileset import RenderedSet
 from .root import Root
 
 
-def write_tree(files: RenderedSet, output: Path) -> None:
+def write_tree(files: RenderedSet, output: Path, *, output_may_be_link: bool = True) -> None:
     """Write files with their modes and symlinks; refuse the live root, which is `install`'s job."""
     if output.resolve() == Path("/"):
         raise UsageError(f"{output}: render -o will not write into /; use `kvmbridge install`")
-    root = Root(output)
+    root = Root(output, prefix_may_be_link=output_may_be_link)
     for f in files:
         try:
             root.makedirs(os.path.dirname(f.path))
