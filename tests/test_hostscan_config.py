@@ -4,9 +4,13 @@ are given, not read."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from kvmbridge.hostscan import LiveHost, starter_from_host
+from kvmbridge.formats.ifupdown_sources import HostFiles
+from kvmbridge.hostscan import LiveHost, read_config, starter_from_host
 from kvmbridge.starter import starter_profile
 
 LIVE = LiveHost(
@@ -72,3 +76,23 @@ def test_sourced_files_follow_ifupdowns_rules() -> None:
     notes = starter_from_host(LIVE, config, b"", "kvm01", False).notes
     assert any("interfaces.d/eth9:1 also configures eth9" in n for n in notes)
     assert not any("eth8" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("source /etc/network/interfaces.d/*\n", "/etc/network/interfaces.d/old:0: Is a directory"),
+        ("source /etc/network/interfaces.d\n", "/etc/network/interfaces.d:0: Is a directory"),
+        ("source /etc/network/fifo\n", "/etc/network/fifo:0: not a regular file"),
+    ],
+)
+def test_a_sourced_folder_or_fifo_on_a_real_tree_is_one_line_not_a_traceback(
+    tmp_path: Path, source: str, reason: str
+) -> None:
+    """Outside review finding: Python's file object raised IsADirectoryError before the folder check."""
+    (tmp_path / "etc/network/interfaces.d/old").mkdir(parents=True)
+    os.mkfifo(tmp_path / "etc/network/fifo")
+    (tmp_path / "etc/network/interfaces").write_text("auto eth0\niface eth0 inet dhcp\n" + source)
+    reading, note = read_config(HostFiles(str(tmp_path)))
+    assert note is not None and note.startswith(reason), note
+    assert reading.stanzas == ()

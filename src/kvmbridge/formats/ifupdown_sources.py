@@ -111,15 +111,22 @@ class HostFiles:
             return None
         except OSError as exc:
             raise InterfacesError(path, 0, exc.strerror or "cannot open") from None
-        with os.fdopen(fd, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if stat.S_ISDIR(mode):
+        try:
+            # fstat before fdopen: Python's file object refuses a folder with IsADirectoryError.
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
                 raise InterfacesError(path, 0, "Is a directory")
-            if stat.S_ISCHR(mode) and os.fstat(handle.fileno()).st_rdev == os.makedev(1, 3):
+            if stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3):
                 return b""  # /dev/null, which ifupdown's own tests source
-            if not stat.S_ISREG(mode):
+            if not stat.S_ISREG(info.st_mode):
                 raise InterfacesError(path, 0, "not a regular file")
-            data = handle.read(self.limit + 1)
+            data = b""
+            while len(data) <= self.limit and (chunk := os.read(fd, self.limit + 1 - len(data))):
+                data += chunk
+        except OSError as exc:  # EIO, EINVAL from /proc and the like
+            raise InterfacesError(path, 0, exc.strerror or "cannot read") from None
+        finally:
+            os.close(fd)
         if len(data) > self.limit:
             raise InterfacesError(path, 0, f"larger than {self.limit} bytes")
         return data
