@@ -147,3 +147,20 @@ def test_a_continuation_starting_with_a_space_gives_an_option_with_an_empty_name
     parsed = parse(b"iface e inet manual\n\\\n \t address 1\n")
     assert [(o.name, o.value, o.line) for o in parsed.stanzas[0].options] == [("", "address 1", 3)]
     assert parse(b"iface e inet manual\n\\\n address\n").stanzas[0].options == (Option("", "address", 3),)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"auto lo\niface lo inet loopback\niface swp[1-999999999]\n",
+        b"auto swp[1-3000000]\n",
+        b"iface swp1.[2-999999]\n",
+    ],
+)
+def test_an_ifupdown2_range_too_large_to_expand_is_one_line_not_a_hang(text: bytes) -> None:
+    """Outside review finding: ifupdown2 sets no bound, and a million-name range kept diff busy for minutes."""
+    from kvmbridge.formats import ifupdown2
+
+    with pytest.raises(InterfacesError, match=r"a range of \d+ interfaces; kvmbridge reads at most 4096"):
+        ifupdown2.parse(text, "/etc/network/interfaces")
+    assert len(ifupdown2.parse(b"auto swp[1-4096]\niface swp[1-4096]\n").stanzas) == 4096

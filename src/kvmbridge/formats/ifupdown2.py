@@ -41,14 +41,29 @@ def _keyword(word: str) -> bool:
     return word in KEYWORDS or word.split("-", maxsplit=1)[0] == "allow"
 
 
+# ifupdown2 sets no bound; a reader of hostile files must (`swp[1-999999999]` would never finish).
+MAX_RANGE = 4096
+
+
+class RangeTooLarge(ValueError):
+    pass
+
+
+def _span(first: str, last: str) -> range:
+    numbers = range(int(first), int(last) + 1)
+    if len(numbers) > MAX_RANGE:
+        raise RangeTooLarge(f"a range of {len(numbers)} interfaces; kvmbridge reads at most {MAX_RANGE}")
+    return numbers
+
+
 def iface_range(name: str) -> list[str] | None:
     """ifupdown2's `parse_iface_range`: `swp[1-3]` → swp1..swp3, `swp1.[2-3]`, `swp[1-2].100`."""
     m = RANGE_4.match(name)
     if m:
-        return [f"{m[1]}{i}{m[4]}" for i in range(int(m[2]), int(m[3]) + 1)]
+        return [f"{m[1]}{i}{m[4]}" for i in _span(m[2], m[3])]
     m = RANGE_3.match(name)
     if m:
-        return [f"{m[1]}{i}" for i in range(int(m[2]), int(m[3]) + 1)]
+        return [f"{m[1]}{i}" for i in _span(m[2], m[3])]
     return None
 
 
@@ -75,10 +90,13 @@ def _glob(expr: str) -> list[str]:
         return [expr]
     if m := GLOBS[0].match(expr):
         p, a, b, sub, c, d, s = m.groups()
-        return [f"{p}{i}{sub}{j}{s}" for i in range(int(a), int(b) + 1) for j in range(int(c), int(d) + 1)]
+        inner = _span(c, d)
+        if len(_span(a, b)) * len(inner) > MAX_RANGE:
+            raise RangeTooLarge(f"{expr}: more than {MAX_RANGE} ports")
+        return [f"{p}{i}{sub}{j}{s}" for i in _span(a, b) for j in inner]
     if m := GLOBS[1].match(expr) or GLOBS[2].match(expr):
         p, a, b, s = m.groups()
-        return [f"{p}{i}{s}" for i in range(int(a), int(b) + 1)]
+        return [f"{p}{i}{s}" for i in _span(a, b)]
     return [expr]
 
 
@@ -158,7 +176,7 @@ class _Reader:
                 if name == "all":
                     self.auto_all = True
                     break
-                self.auto += iface_range(name) or []
+                self.auto += self._range(name, i + 1) or []
                 self.auto.append(name)
         elif word == "source":
             self.sources.append((words[1] if len(words) > 1 else "", i + 1))
@@ -198,7 +216,7 @@ class _Reader:
             if method not in FAMILIES[family]:
                 raise _error(self.path, i + 1, f"iface {raw.split(':')[0]}: unsupported address method '{method}'")
         name = raw.split(":")[0]
-        for each in iface_range(name) or [name]:
+        for each in self._range(name, i + 1) or [name]:
             classes = tuple(c for c, names in self.allow.items() if each in names)
             obj = _Obj(each, kind, family, method, i + 1, self.auto_all or each in self.auto, classes, config)
             first = next((o for o in self.objs if o.name == each), None)
@@ -207,6 +225,12 @@ class _Reader:
                 continue
             self.objs.append(obj)
         return last - i
+
+    def _range(self, name: str, line: int) -> list[str] | None:
+        try:
+            return iface_range(name)
+        except RangeTooLarge as exc:
+            raise _error(self.path, line, f"{name}: {exc}") from None
 
     @staticmethod
     def _option(config: dict[str, list[tuple[str, int]]], name: str, value: str, line: int) -> None:
