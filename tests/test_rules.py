@@ -50,6 +50,16 @@ FAILING = [
         "bridges.br0.ipv4.address: '10.0.0.2' needs a prefix length (e.g. \"10.0.0.2/24\")",
     ),
     (
+        "static-netmask-after-slash",
+        profile('ipv4 = { method = "static", address = "10.0.0.2/255.255.255.0", gateway = "10.0.0.1" }'),
+        "bridges.br0.ipv4.address: write '10.0.0.2/255.255.255.0' as \"10.0.0.2/24\"",
+    ),
+    (
+        "static-prefix-with-leading-zero",
+        profile('ipv4 = { method = "static", address = "10.0.0.2/024", gateway = "10.0.0.1" }'),
+        "bridges.br0.ipv4.address: write '10.0.0.2/024' as \"10.0.0.2/24\"",
+    ),
+    (
         "static-bad-address",
         profile('ipv4 = { method = "static", address = "10.0.0.300/24" }'),
         "bridges.br0.ipv4.address: '10.0.0.300/24' is not an IPv4 address with prefix (e.g. \"10.0.0.2/24\")",

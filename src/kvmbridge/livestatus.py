@@ -190,7 +190,7 @@ def _guest_interface(link: dict[str, Any]) -> bool:
 def _addresses(name: str, bridge: Bridge, facts: Facts) -> Iterator[Mismatch]:
     v4 = facts.addresses(name, "inet")
     if bridge.ipv4.method == "static" and bridge.ipv4.address:
-        if bridge.ipv4.address not in _cidrs(v4):
+        if _normal(bridge.ipv4.address) not in {_normal(c) for c in _cidrs(v4)}:
             yield Mismatch(name, "ipv4 address", bridge.ipv4.address, _words(_cidrs(v4)))
     elif bridge.ipv4.method == "dhcp" and not any(a.get("dynamic") for a in v4):
         yield Mismatch(name, "ipv4 address", "a DHCP lease (dynamic address)", _words(_cidrs(v4)))

@@ -190,6 +190,10 @@ def _check_ipv4(block: IPv4, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
         yield keypath(*at, "address"), f'{block.address!r} needs a prefix length (e.g. "{block.address}/24")'
         return
     ip, net = iface.ip, iface.network
+    if block.address != iface.with_prefixlen:
+        # One spelling for every reader: ifupdown, netplan and `status` compare it as written.
+        yield keypath(*at, "address"), f'write {block.address!r} as "{iface.with_prefixlen}"'
+        return
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
         yield keypath(*at, "address"), f"{ip} cannot be a host address"
         return
