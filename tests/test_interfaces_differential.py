@@ -161,6 +161,10 @@ def test_the_comparison_catches_a_dropped_option_in_corpus_files(name: str, tmp_
         b"source sub/nothere*\nsource sub/[ab]\n",
         b"source sub/a;echo\n",
         b"source-directory sub/*\n",
+        b"source sub/*[^~]\n",
+        b"source sub/[^ab]*\n",
+        b"source sub/[[:upper:]]*\n",
+        b"source sub/[[:alpha:]_]*[[:digit:]]\n",
     ],
 )
 def test_sourced_files_are_the_ones_ifupdown_reads(lines: bytes, tmp_path: Path) -> None:

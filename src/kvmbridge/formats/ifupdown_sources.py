@@ -189,12 +189,39 @@ def shell_words(text: str, where: tuple[str, int]) -> list[tuple[str, str, bool]
     return out
 
 
+_CLASSES = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "blank": " \t",
+    "digit": "0-9",
+    "lower": "a-z",
+    "space": " \t\n\r\f\v",
+    "upper": "A-Z",
+    "xdigit": "0-9A-Fa-f",
+    "punct": "!-/:-@[-`{-~",
+}
+_BRACKET = re.compile(r"\[([!^]?)(\]?(?:\[:[a-z]+:\]|[^\]])*)\]")
+
+
+def python_glob(pattern: str) -> str:
+    """POSIX brackets (glibc's glob, which wordexp uses) in Python's spelling: `[^x]` is `[!x]`,
+    `[[:digit:]]` is `[0-9]`. Python reads `^` as a literal and knows no classes, so the same
+    pattern would select other files than ifupdown does."""
+
+    def bracket(found: re.Match[str]) -> str:
+        negate, body = found[1], found[2]
+        body = re.sub(r"\[:([a-z]+):\]", lambda c: _CLASSES.get(c[1], c[0]), body)
+        return "[" + ("!" if negate else "") + body + "]"
+
+    return _BRACKET.sub(bracket, pattern)
+
+
 def _expand(path: str, argument: str, files: SourceFiles, line: int) -> list[str]:
     """What wordexp gives for the line's pattern: glob matches, or the word itself when nothing matches."""
     pattern = argument if argument.startswith("/") else f"{_dirname(path)}/{argument}"
     found: list[str] = []
     for literal, glob_pattern, magic in shell_words(pattern, (path, line)) or []:
-        matches = files.glob(glob_pattern) if magic else []
+        matches = files.glob(python_glob(glob_pattern)) if magic else []
         found.extend(matches or [literal])
     return found
 
