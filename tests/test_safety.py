@@ -289,3 +289,21 @@ def test_ipv4_session_seen_through_an_ipv6_socket_counts_as_ipv4(tmp_path: Path,
         (tmp_path / folder).mkdir()
     assert live_findings(tmp_path / "same", live, same) == []
     assert live_findings(tmp_path / "other", live, other) == [("KB101", "error", "eth0")]
+
+
+def test_a_port_reached_through_dot_dot_in_a_nested_source_directory_is_still_seen(tmp_path: Path) -> None:
+    """Outside review finding: paths with `..` were refused by the reader, so KB110 saw nothing and install went on."""
+    root = make_root(tmp_path)
+    (root / "etc/network/interfaces.d").mkdir(parents=True)
+    (root / "etc/network/interfaces.d/nest").write_text("source-directory /etc/network/interfaces.d/../extra\n")
+    (root / "etc/network/extra").mkdir()
+    (root / "etc/network/extra/eth0").write_text("iface eth0 inet static\n  address 198.51.100.9/24\n")
+    assert ids(findings(ARTICLE, root)) == [("KB110", "error", "eth0")]
+
+
+def test_a_folder_inside_interfaces_d_is_skipped_as_ifupdown_skips_it(tmp_path: Path) -> None:
+    """Outside review finding: a sub-folder was reported as a file ifupdown refuses, blocking install."""
+    root = make_root(tmp_path)
+    (root / "etc/network/interfaces.d/old").mkdir(parents=True)
+    (root / "etc/network/interfaces.d/ok").write_text("source ../interfaces.d/old\n")
+    assert findings(ARTICLE, root).findings == ()

@@ -214,6 +214,9 @@ class RootFiles:
         self.root = root
 
     def read(self, path: str) -> bytes | None:
+        # ifupdown opens `interfaces.d/../extra` as the kernel resolves it; Root refuses `..`,
+        # and with no link on the way (Root refuses those) the lexical form is the same file.
+        path = posixpath.normpath(path)
         for _ in range(16):
             try:
                 on_disk = self.root.read(path)
@@ -222,8 +225,8 @@ class RootFiles:
             if on_disk.kind == "symlink" and on_disk.link is not None:
                 path = posixpath.normpath(posixpath.join(posixpath.dirname(path), on_disk.link))
                 continue
-            if on_disk.kind == "missing":
-                return None
+            if on_disk.kind == "missing" or (on_disk.kind == "other" and self.root.kind(path) == "dir"):
+                return None  # for a folder ifupdown says "Is a directory" and reads on without it
             if on_disk.kind != "file" or on_disk.data is None:
                 raise interfaces_format.InterfacesError(path, 0, "not a regular file")
             return on_disk.data
@@ -233,13 +236,13 @@ class RootFiles:
         if not pattern.startswith("/"):
             return []
         try:
-            return self.root.glob(pattern)
+            return self.root.glob(posixpath.normpath(pattern))
         except KvmbridgeError:  # not a safe path pattern: nothing can match it under the root
             return []
 
     def listdir(self, path: str) -> list[str] | None:
         try:
-            folder = self.root.path(path)
+            folder = self.root.path(posixpath.normpath(path))
         except KvmbridgeError:
             return None
         if folder.is_symlink() or not folder.is_dir():

@@ -115,7 +115,7 @@ class HostFiles:
             # fstat before fdopen: Python's file object refuses a folder with IsADirectoryError.
             info = os.fstat(fd)
             if stat.S_ISDIR(info.st_mode):
-                raise InterfacesError(path, 0, "Is a directory")
+                return None  # ifupdown says "Is a directory" and reads on without it
             if stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3):
                 return b""  # /dev/null, which ifupdown's own tests source
             if not stat.S_ISREG(info.st_mode):
