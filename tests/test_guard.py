@@ -357,3 +357,34 @@ def test_confirm_never_removes_through_a_symlinked_folder(root: Path, tmp_path: 
     )
     assert tree(root) == before
     assert (outside / "kvmbridge-guard.timer").read_text() == "not ours\n"
+
+
+def test_a_record_naming_an_older_set_that_did_not_arm_it_reverts_nothing(root: Path) -> None:
+    """Outside review finding: the guard reverted that older set, stayed armed, and rebooted at every boot."""
+    first = run("install", GOLDEN / "two-bridges.toml", "--root", root)
+    assert first.exit_code == 0, first.stderr
+    older = next(line for line in first.stdout.splitlines() if line.startswith("backup: ")).split()[1]
+    guarded(root)
+    tamper(root, backup=older)
+    before = tree(root)
+    result = run("expire-guard", "--root", root)
+    assert result.exit_code == 3, result.output
+    assert (
+        result.stderr
+        == f"{root}/{GUARD}: backup {older} did not arm this guard; refusing to revert it; nothing reverted\n"
+    )
+    assert tree(root) == before
+
+
+def test_the_revert_checks_under_the_lock_that_the_guard_is_still_armed(root: Path) -> None:
+    """Outside review finding: expire read guard.json before the lock, so a `confirm` in between was overridden."""
+    from kvmbridge.errors import RefusedError
+    from kvmbridge.install import rollback
+    from kvmbridge.root import Root
+
+    backup = guarded(root)
+    assert run("confirm", "--root", root).exit_code == 0
+    before = tree(root)
+    with pytest.raises(RefusedError, match=f"no boot guard is armed for backup {backup} any more"):
+        rollback(Root(root), backup, force=True, for_guard=True)
+    assert tree(root) == before

@@ -65,7 +65,7 @@ def expire(root: Root) -> dict[str, Any]:
     record = read_guard(root)
     if record is None:
         raise KvmbridgeError(f"{root.path(GUARD)}: no boot guard is armed; nothing to revert")
-    chosen, undo = rollback(root, record.backup, force=True)
+    chosen, undo = rollback(root, record.backup, force=True, for_guard=True)
     report = {
         "version": 1,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import KvmbridgeError, RefusedError, RolledBackError
 from .fileset import RenderedSet
 from .guard import GuardSpec, guard_ops, read_guard, refuse_if_armed
-from .guardfiles import GUARD_FILES
+from .guardfiles import GUARD, GUARD_FILES
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
 from .root import Interrupted, Root, sha256_of
@@ -156,8 +156,14 @@ def _hashes_after(plan: Plan) -> dict[str, str]:
     return hashes
 
 
-def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifest, Manifest | None]:
-    """Put back what backup set `backup_id` (default: the newest) replaced; itself undoable."""
+def rollback(
+    root: Root, backup_id: str | None, *, force: bool, for_guard: bool = False
+) -> tuple[Manifest, Manifest | None]:
+    """Put back what backup set `backup_id` (default: the newest) replaced; itself undoable.
+
+    `for_guard`: the boot guard's revert. Under the lock it checks again that the guard is
+    still armed (a `confirm` may have won the race) and that this set is the one that armed it.
+    """
     refuse_unprivileged(root)
     if not root.prefix.is_dir():
         raise RefusedError(f"{root.prefix}: no such folder; nothing to roll back")
@@ -170,6 +176,8 @@ def rollback(root: Root, backup_id: str | None, *, force: bool) -> tuple[Manifes
         chosen = read_manifest(root, backup_id or ids[-1])
         pending = unfinished_manifest(root, read_state(root))
         _refuse_around_guard(root, chosen.id)
+        if for_guard:
+            _refuse_unless_guarded_by(root, chosen)
         changed = []
         for entry in chosen.entries:
             linked = root.symlinked_folder(entry.path)
@@ -219,6 +227,18 @@ def _pending_allowed(pending: Manifest | None, path: str) -> set[str | None]:
     if pending is None:
         return set()
     return next((_allowed(e) for e in pending.entries if e.path == path), set())
+
+
+def _refuse_unless_guarded_by(root: Root, chosen: Manifest) -> None:
+    record = read_guard(root)
+    if record is None or record.backup != chosen.id:
+        raise RefusedError(
+            f"{root.path(GUARD)}: no boot guard is armed for backup {chosen.id} any more; nothing reverted"
+        )
+    if not any(e.path == GUARD for e in chosen.entries):
+        raise RefusedError(
+            f"{root.path(GUARD)}: backup {chosen.id} did not arm this guard; refusing to revert it; nothing reverted"
+        )
 
 
 def _refuse_around_guard(root: Root, backup_id: str) -> None:
