@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,8 +255,23 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield Fleet(lan, hosts, folder, env)
 
 
+def settled_etc_hashes(host: Host) -> dict[str, str]:
+    """/etc once libvirtd has started and written its own files (its nwfilter set, through `.xml.new`
+    temporaries): socket-activated, it may start during the check and write them then, which is
+    libvirt's doing, not the check's. So start it first, and wait until /etc stops changing."""
+    host.machine.run("virsh -c qemu:///system net-list --all >/dev/null")
+    last = host.etc_hashes()
+    for _ in range(30):
+        time.sleep(1)
+        now = host.etc_hashes()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the host's /etc kept changing for 30 s before the check")
+
+
 def test_check_mode_writes_nothing_and_the_diff_shows_the_interfaces_change(fleet: Fleet) -> None:
-    before = {name: host.etc_hashes() for name, host in fleet.hosts.items()}
+    before = {name: settled_etc_hashes(host) for name, host in fleet.hosts.items()}
     run = fleet.playbook("--check", "--diff")
     assert run.rc == 0, run
     for name, host in fleet.hosts.items():
