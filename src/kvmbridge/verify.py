@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .fileset import RenderedFile, RenderedSet
 from .model import HostProfile
+
+if TYPE_CHECKING:
+    import subprocess
 
 NETWORK_RNG = Path("/usr/share/libvirt/schemas/network.rng")
 
@@ -58,32 +62,38 @@ def relaxng(files: Sequence[RenderedFile], profile: HostProfile, verdict: Verdic
 def ifquery(files: Sequence[RenderedFile], profile: HostProfile, verdict: Verdict) -> None:
     """ifupdown's own parser lists every auto interface of our file."""
     import shutil
-    import subprocess
-    import tempfile
 
     found = shutil.which("ifquery") or shutil.which("ifquery", path="/usr/sbin:/sbin")
     if found is None:
         verdict.skipped.append("ifquery not found (install ifupdown)")
         return
     for interfaces in files:
-        assert interfaces.data is not None
-        with tempfile.NamedTemporaryFile(prefix="kvmbridge-interfaces-") as tmp:
-            tmp.write(_without_sources(interfaces.data))
-            tmp.flush()
-            result = subprocess.run(
-                [found, "-i", tmp.name, "--list", "-a"], capture_output=True, text=True, check=False
-            )
+        result, copy = _run_on_copy(interfaces, [found, "-i", "{}", "--list", "-a"])
         # ifquery reports many parse errors on stderr yet exits 0: any complaint is an error.
         complaints = [line for line in result.stderr.splitlines() if line.strip()]
         if result.returncode != 0 or complaints:
             for line in complaints or ["failed"]:
-                verdict.errors.append(f"{interfaces.relpath}: {line.replace(tmp.name, interfaces.relpath)}")
+                verdict.errors.append(f"{interfaces.relpath}: {line.replace(copy, interfaces.relpath)}")
             return
         listed = set(result.stdout.split())
         missing = [name for name in ["lo", *profile.bridges] if name not in listed]
         if missing:
             verdict.errors.append(f"{interfaces.relpath}: ifquery does not list auto interfaces {', '.join(missing)}")
     verdict.checked.append("ifupdown (ifquery)")
+
+
+def _run_on_copy(interfaces: RenderedFile, argv: list[str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run a checker on a temporary copy of our file alone (`{}` in argv is its name); the name is
+    returned so its output can be reworded with the real path."""
+    import subprocess
+    import tempfile
+
+    assert interfaces.data is not None
+    with tempfile.NamedTemporaryFile(prefix="kvmbridge-interfaces-") as tmp:
+        tmp.write(_without_sources(interfaces.data))
+        tmp.flush()
+        command = [tmp.name if arg == "{}" else arg for arg in argv]
+        return subprocess.run(command, capture_output=True, text=True, check=False), tmp.name
 
 
 def _without_sources(data: bytes) -> bytes:
@@ -101,28 +111,20 @@ def ifupdown2_syntax(files: Sequence[RenderedFile], profile: HostProfile, verdic
     Only ifup/ifdown/ifreload take --syntax-check in ifupdown2 3.0; ifquery does not.
     """
     import shutil
-    import subprocess
-    import tempfile
 
     found = shutil.which("ifup") or shutil.which("ifup", path="/usr/sbin:/sbin")
     if found is None or not _is_ifupdown2(found):
         verdict.skipped.append("ifupdown2's ifup not found (it is installed on ifupdown2 hosts only)")
         return
     for interfaces in files:
-        assert interfaces.data is not None
-        with tempfile.NamedTemporaryFile(prefix="kvmbridge-interfaces-") as tmp:
-            tmp.write(_without_sources(interfaces.data))
-            tmp.flush()
-            result = subprocess.run(
-                [found, "-i", tmp.name, "--syntax-check", "-a"], capture_output=True, text=True, check=False
-            )
+        result, copy = _run_on_copy(interfaces, [found, "-i", "{}", "--syntax-check", "-a"])
         # It warns about an invalid value and still parses on; any warning or error is a complaint.
         complaints = [
             line for line in (result.stderr + result.stdout).splitlines() if line.lower().startswith(("error", "warn"))
         ]
         if result.returncode != 0 or complaints:
             for line in complaints or result.stderr.splitlines() or ["failed"]:
-                verdict.errors.append(f"{interfaces.relpath}: {line.replace(tmp.name, interfaces.relpath)}")
+                verdict.errors.append(f"{interfaces.relpath}: {line.replace(copy, interfaces.relpath)}")
             return
     verdict.checked.append("ifupdown2 (ifup --syntax-check)")
 
