@@ -3,6 +3,7 @@ validates, then install and "reboot" it in the same namespaces: the host keeps i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,80 @@ def test_ipv6_only_dhcpv6_host_keeps_its_address_with_a_mac_reservation(tmp_path
         assert "reservation by MAC" in text
         facts = reboot_into(lab, profile, root)
         assert facts["ipv6"] == before[0]["local"]
+
+
+# What the import leaves behind is said, not dropped silently (outside review findings F4, F8, F9).
+
+
+@pytest.fixture(scope="module")
+def bare_host() -> Iterator[Lab]:
+    """A host with two NICs on the LAN; each test addresses them itself (addresses flushed first)."""
+    with Lab() as lab:
+        lab.wire([("eth0", True), ("eth1", True)])
+        yield lab
+
+
+def readdress(lab: Lab, script: str) -> LiveHost:
+    lab.sh(
+        lab.host,
+        "for nic in eth0 eth1; do ip link set $nic up; ip addr flush dev $nic scope global; done; "
+        "ip -4 route flush table main; while ip -6 route del default 2>/dev/null; do :; done; " + script,
+    )
+    return lab.capture_live(lab.host)
+
+
+def test_ipv6_on_another_nic_than_ipv4_is_a_warning_not_a_silent_drop(bare_host: Lab, tmp_path: Path) -> None:
+    """Dual stack split over two NICs: the bridge takes the IPv4 one; the IPv6 NIC's stanza would vanish
+    with the replaced file, so the import says so loudly (the profile cannot move it by itself)."""
+    live = readdress(
+        bare_host,
+        f"ip addr add {HOST6_ADDRESS}/64 dev eth0 nodad && ip -6 route add default via {GATEWAY6} dev eth0 && "
+        f"ip addr add {HOST_ADDRESS}/24 dev eth1 && ip route add default via {GATEWAY}",
+    )
+    config = (
+        f"auto eth0\niface eth0 inet6 static\n  address {HOST6_ADDRESS}/64\n  gateway {GATEWAY6}\n"
+        f"auto eth1\niface eth1 inet static\n  address {HOST_ADDRESS}/24\n  gateway {GATEWAY}\n"
+    )
+    starter = starter_from_host(live, {"/etc/network/interfaces": config.encode()}, b"", "kvm01", False)
+    assert starter.port == "eth1" and starter.address == f"{HOST_ADDRESS}/24"
+    assert starter.warnings == (
+        f"/etc/network/interfaces:2 also configures eth0 (inet6), which holds {HOST6_ADDRESS}/64, the IPv6 "
+        "default route now: not carried over, and the new /etc/network/interfaces drops it, so eth0 loses them "
+        "at the reboot; move that stanza (and its auto line) to /etc/network/interfaces.d/eth0 before installing",
+    )
+    assert f"# WARNING: {starter.warnings[0]}" in starter_profile(starter)
+
+
+def test_a_deprecated_static_ipv6_address_is_not_preferred_over_the_live_one(bare_host: Lab) -> None:
+    live = readdress(
+        bare_host,
+        "ip addr add 2001:db8:5163:1::6/64 dev eth0 nodad && "
+        "ip addr add 2001:db8:5163:1::5/64 dev eth0 preferred_lft 0 nodad && "
+        f"ip -6 route add default via {GATEWAY6} dev eth0",
+    )
+    assert live.ipv6("eth0")[0]["local"] == "2001:db8:5163:1::5", "ip no longer lists the deprecated one first"
+    starter = starter_from_host(live, {}, b"", "kvm01", False)
+    assert (starter.ipv6_method, starter.ipv6_address, starter.ipv6_gateway) == (
+        "static",
+        "2001:db8:5163:1::6/64",
+        GATEWAY6,
+    )
+    assert "eth0's 2001:db8:5163:1::5/64 is deprecated (being renumbered away); not carried over" in starter.warnings
+
+
+def test_a_dhcp_nic_says_what_it_drops_its_static_extra_and_its_own_commands(bare_host: Lab) -> None:
+    live = readdress(
+        bare_host,
+        f"ip addr add {HOST_ADDRESS}/24 dev eth0 valid_lft 3600 preferred_lft 3600 && "
+        "ip addr add 198.51.100.3/24 dev eth0 && "
+        f"ip route add default via {GATEWAY} proto dhcp",
+    )
+    config = b"auto eth0\niface eth0 inet dhcp\n  up ip addr add 198.51.100.3/24 dev eth0\n"
+    starter = starter_from_host(live, {"/etc/network/interfaces": config}, b"", "kvm01", False)
+    assert starter.method == "dhcp"
+    assert starter.warnings == (
+        "/etc/network/interfaces:3: `up ip addr add 198.51.100.3/24 dev eth0` in eth0's inet stanza is not "
+        "carried over; add it to a file the profile sources, for the bridge",
+        "eth0 also has 198.51.100.3/24 beside its DHCP lease; a DHCP bridge holds only the lease, "
+        "so it is not carried over",
+    )

@@ -48,7 +48,7 @@ def test_from_host_gives_a_profile_or_one_line_for_every_odd_construct(name: str
     )
     text = starter_profile(starter)
     assert 'ports = ["eth0"]' in text
-    for note in starter.notes:
+    for note in starter.notes + starter.warnings:
         assert "\n" not in note
         assert note.isprintable()
         assert note.isascii() or "\\x" not in note

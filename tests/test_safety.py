@@ -19,7 +19,7 @@ from kvmbridge.safety import check_target
 from kvmbridge.state import State
 
 from .conftest import GOLDEN, require_root, require_tool, run, write_profile
-from .netns import GATEWAY, HOST6_ADDRESS, LAN6_NET, Lab
+from .netns import GATEWAY, GATEWAY6, HOST6_ADDRESS, LAN6_NET, Lab
 
 DATA = Path(__file__).parent / "data/roots"
 ARTICLE = GOLDEN / "article.toml"
@@ -307,3 +307,84 @@ def test_a_folder_inside_interfaces_d_is_skipped_as_ifupdown_skips_it(tmp_path: 
     (root / "etc/network/interfaces.d/old").mkdir(parents=True)
     (root / "etc/network/interfaces.d/ok").write_text("source ../interfaces.d/old\n")
     assert findings(ARTICLE, root).findings == ()
+
+
+SPLIT_STACK = (
+    f"auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet6 static\n  address {HOST6_ADDRESS}/64\n"
+    f"  gateway {GATEWAY6}\n\nauto eth1\niface eth1 inet static\n  address 198.51.100.2/24\n  gateway {GATEWAY}\n"
+)
+BRIDGE_ETH1 = 'ports = ["eth1"]\nipv4 = { method = "static", address = "198.51.100.2/24", gateway = "198.51.100.1" }'
+
+
+@pytest.fixture(scope="module")
+def split_stack() -> LiveHost:
+    """IPv6 on eth0, IPv4 on eth1 (outside review finding F8)."""
+    require_root()
+    require_tool("ip")
+    with Lab() as lab:
+        lab.wire([("eth0", True), ("eth1", True)])
+        lab.sh(
+            lab.host,
+            f"ip link set eth0 up && ip link set eth1 up && ip addr add {HOST6_ADDRESS}/64 dev eth0 nodad && "
+            f"ip -6 route add default via {GATEWAY6} dev eth0 && "
+            f"ip addr add 198.51.100.2/24 dev eth1 && ip route add default via {GATEWAY}",
+        )
+        return lab.capture_live(lab.host)
+
+
+def split_root(tmp_path: Path, config: str, sourced: dict[str, str] | None = None) -> Path:
+    root = make_root(tmp_path)
+    (root / "etc/network/interfaces.d").mkdir(parents=True)
+    (root / "etc/network/interfaces").write_text(config)
+    for name, text in (sourced or {}).items():
+        (root / "etc/network/interfaces.d" / name).write_text(text)
+    return root
+
+
+def split_findings(tmp_path: Path, live: LiveHost, root: Path) -> Report:
+    profile = write_profile(
+        tmp_path, f"[sysctl]\nip_forward = false\n[bridges.br0]\n{BRIDGE_ETH1}\n", name="kvm01.toml"
+    )
+    return findings(profile, root, live)
+
+
+def test_ssh_on_a_nic_whose_stanza_the_new_interfaces_file_drops_is_a_lockout(
+    tmp_path: Path, split_stack: LiveHost
+) -> None:
+    ssh = f"2001:db8:5163:1::77 50022 {HOST6_ADDRESS} 22"
+    live = LiveHost(split_stack.links, split_stack.addrs, split_stack.routes, ssh_connection=ssh)
+    report = split_findings(tmp_path, live, split_root(tmp_path, SPLIT_STACK))
+    assert ids(report) == [("KB101", "error", "eth0")]
+    assert report.findings[0].message == (
+        f"your SSH session arrives on {HOST6_ADDRESS} at eth0, which /etc/network/interfaces:5 configures "
+        "(inet6 static); the new /etc/network/interfaces drops that: you would be locked out"
+    )
+
+
+def test_ssh_on_a_nic_configured_in_a_sourced_file_is_kept(tmp_path: Path, split_stack: LiveHost) -> None:
+    ssh = f"2001:db8:5163:1::77 50022 {HOST6_ADDRESS} 22"
+    live = LiveHost(split_stack.links, split_stack.addrs, split_stack.routes, ssh_connection=ssh)
+    moved = SPLIT_STACK.split("\n\n")
+    main = "\n\n".join([moved[0], moved[2]]) + "source /etc/network/interfaces.d/*\n"
+    eth0 = moved[1] + "\n"
+    assert eth0.startswith("auto eth0\n")
+    assert ids(split_findings(tmp_path, live, split_root(tmp_path, main, {"eth0": eth0}))) == []
+    # ...but a stanza kept in a sourced file whose `auto` line lived in the replaced file no longer comes up
+    (tmp_path / "late").mkdir()
+    late = split_root(tmp_path / "late", main + "\nauto eth0\n", {"eth0": eth0.removeprefix("auto eth0\n")})
+    assert ids(split_findings(tmp_path / "late", live, late)) == [("KB101", "error", "eth0")]
+
+
+def test_ssh_over_a_link_local_address_with_its_scope_is_checked(tmp_path: Path, captured: LiveHost) -> None:
+    """sshd writes fe80::…%eth0: the scope names the NIC (it used to match no NIC, and KB101 failed open)."""
+    mac = captured.link("eth0")["address"]  # type: ignore[index]
+    link_local = str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + ipaddress.IPv6Address(eui64(mac)).packed[8:]))
+    held = [i.get("local") for e in captured.addrs for i in e["addr_info"]]
+    assert link_local in held, "the namespace's eth0 has no EUI-64 link-local address"
+    ssh = f"fe80::77%eth0 50022 {link_local}%eth0 22"
+    live = LiveHost(captured.links, captured.addrs, captured.routes, ssh_connection=ssh)
+    (tmp_path / "new-mac").mkdir()
+    (tmp_path / "kept-mac").mkdir()
+    dhcp = 'ports = ["eth0"]\nipv4 = { method = "dhcp" }'
+    assert live_findings(tmp_path / "new-mac", live, dhcp) == [("KB101", "error", "eth0")]
+    assert live_findings(tmp_path / "kept-mac", live, 'hwaddress = "eth0"\n' + dhcp) == []

@@ -154,6 +154,8 @@ def init(from_host: bool, templates: Path | None) -> None:
 
         values = scan_host()
     click.echo(starter_profile(values, templates), nl=False)
+    for line in values.warnings if values is not None else ():
+        click.echo(f"warning: {line}", err=True)
 
 
 def _print_json(value: object) -> None:

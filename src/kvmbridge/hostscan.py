@@ -163,11 +163,28 @@ def starter_from_host(
         if renderer == "netplan" and found.configures(nic) is not None:
             notes.append(f"{found.path} configures {nic}: remove it there before installing (the bridge takes over)")
     dns = _netplan_dns(netplan) or _dns(parsed, nic, resolv)
+    warnings: list[str] = []
     others = [s for s in parsed.stanzas if s.name not in (nic, "lo", bridge, *ports)]
     for stanza in others:
-        notes.append(
-            f"{stanza.file}:{stanza.line} also configures {_printable(stanza.name)} ({stanza.family}); not carried over"
-        )
+        what = f"{_printable(stanza.file)}:{stanza.line} also configures {_printable(stanza.name)} ({stanza.family})"
+        holds = _holdings(live, stanza.name, route4, route6)
+        if holds and stanza.file == "/etc/network/interfaces":
+            warnings.append(
+                f"{what}, which holds {holds} now: not carried over, and the new /etc/network/interfaces "
+                f"drops it, so {_printable(stanza.name)} loses them at the reboot; move that stanza (and its "
+                f"auto line) to /etc/network/interfaces.d/{_printable(stanza.name)} before installing"
+            )
+        else:
+            notes.append(f"{what}; not carried over")
+    for stanza in parsed.named(nic):
+        for option in stanza.options:
+            if option.name in COMMANDS:
+                warnings.append(
+                    f"{_printable(stanza.file)}:{option.line}: "
+                    f"`{_printable(option.name)} {_printable(option.value)}` in {_printable(nic)}'s "
+                    f"{_printable(stanza.family)} stanza is not carried over; add it to a file the profile "
+                    "sources, for the bridge"
+                )
     mac = str(link.get("address", "")) or None
     values: dict[str, Any] = {
         "hostname": hostname.split(".", maxsplit=1)[0] if check_hostname(hostname) is None else "kvm01",
@@ -178,15 +195,26 @@ def starter_from_host(
         "renderer": renderer,
         "dns": tuple(dns),
     }
-    values |= _ipv4_values(live, nic, _via(route4, nic), notes)
+    values |= _ipv4_values(live, nic, _via(route4, nic), warnings)
     if netplan.get("dhcp4") is True and values["method"] != "dhcp":
         values |= {"method": "dhcp", "address": "", "gateway": ""}  # netplan says so, whatever the kernel flags
-    values |= _ipv6_values(live, nic, _via(route6, nic), parsed, notes)
+    values |= _ipv6_values(live, nic, _via(route6, nic), parsed, notes=notes, warnings=warnings)
     if values["method"] == "manual" and values.get("ipv6_method") and "ipv6_dns" not in values:
         values["ipv6_dns"] = tuple(dns)
     if check_ifname(port) is not None:
         raise KvmbridgeError(f"{port}: the NIC's name cannot be used in a profile ({check_ifname(port)})")
-    return Starter(**values, notes=tuple(notes))
+    return Starter(**values, notes=tuple(notes), warnings=tuple(warnings))
+
+
+COMMANDS = ("pre-up", "up", "post-up", "down", "pre-down", "post-down")
+
+
+def _holdings(live: LiveHost, name: str, route4: dict[str, Any] | None, route6: dict[str, Any] | None) -> str:
+    """What a NIC the import leaves alone carries now: its global addresses and default routes."""
+    held = [f"{a.get('local')}/{a.get('prefixlen')}" for a in live.ipv4(name) + live.ipv6(name)]
+    held = [_printable(h) for h in held if not h.startswith("None")]
+    held += [f"the {family} default route" for family, r in (("IPv4", route4), ("IPv6", route6)) if _via(r, name)]
+    return ", ".join(held)
 
 
 RENDERER_EVIDENCE = {
@@ -227,19 +255,25 @@ def _via(route: dict[str, Any] | None, nic: str) -> dict[str, Any] | None:
     return route if route is not None and route.get("dev") == nic else None
 
 
-def _ipv4_values(live: LiveHost, nic: str, route: dict[str, Any] | None, notes: list[str]) -> dict[str, Any]:
+def _ipv4_values(live: LiveHost, nic: str, route: dict[str, Any] | None, warnings: list[str]) -> dict[str, Any]:
     addresses = live.ipv4(nic)
     if route is None and not addresses:
         return {"method": "manual", "address": "", "gateway": "", "dns": ()}
     dynamic = bool(addresses and addresses[0].get("dynamic")) or (route or {}).get("protocol") == "dhcp"
     if dynamic or not addresses:
         if not addresses:
-            notes.append(f"{nic} has no IPv4 address now; DHCP assumed")
+            warnings.append(f"{nic} has no IPv4 address now; DHCP assumed")
+        for extra in [a for a in addresses if not a.get("dynamic")]:
+            warnings.append(
+                f"{nic} also has {_printable(str(extra.get('local')))}/{_printable(str(extra.get('prefixlen')))} "
+                "beside its DHCP lease; "
+                "a DHCP bridge holds only the lease, so it is not carried over"
+            )
         return {"method": "dhcp"}
     info = addresses[0]
     address = f"{info['local']}/{info['prefixlen']}"
     if len(addresses) > 1:
-        notes.append(f"{nic} has {len(addresses)} IPv4 addresses; only {address} is carried over")
+        warnings.append(f"{nic} has {len(addresses)} IPv4 addresses; only {address} is carried over")
     return {"method": "static", "address": address, "gateway": str((route or {}).get("gateway", ""))}
 
 
@@ -248,7 +282,9 @@ def _ipv6_values(
     nic: str,
     route: dict[str, Any] | None,
     parsed: interfaces_format.Interfaces,
+    *,
     notes: list[str],
+    warnings: list[str],
 ) -> dict[str, Any]:
     """How the NIC got its IPv6 addresses, told apart by what the kernel shows.
 
@@ -264,8 +300,14 @@ def _ipv6_values(
     servers = (stanza6.get("dns-nameservers") or "") if stanza6 is not None else ""
     if [s for s in servers.split() if _is_ip(s)]:
         values["ipv6_dns"] = tuple(s for s in servers.split() if _is_ip(s))
-    addresses = [a for a in live.ipv6(nic) if not a.get("temporary") and _ipv6_interface(a) is not None]
+    addresses = [a for a in live.ipv6(nic) if not a.get("temporary") and not a.get("dadfailed") and _ipv6_interface(a)]
     fixed = [a for a in addresses if not a.get("dynamic")]
+    # A deprecated address (preferred_lft 0) is being renumbered away: the static method would make it
+    # permanent and preferred again, so it is carried only when the NIC has nothing better.
+    if any(not a.get("deprecated") for a in fixed):
+        for old in [a for a in fixed if a.get("deprecated")]:
+            warnings.append(f"{nic}'s {_ipv6_interface(old)} is deprecated (being renumbered away); not carried over")
+        fixed = [a for a in fixed if not a.get("deprecated")]
     slaac = [a for a in addresses if a.get("dynamic") and (a.get("mngtmpaddr") or a.get("prefixlen") != 128)]
     leased = [a for a in addresses if a.get("dynamic") and a not in slaac]
     accept_ra = int(conf["accept_ra"]) if conf.get("accept_ra", "").isdigit() else None
@@ -274,18 +316,20 @@ def _ipv6_values(
             notes.append(f"{nic} has no static IPv6 address now; its inet6 static stanza is not carried over")
             return values
         # A global address before a ULA: the one the world reaches this host at.
-        fixed.sort(key=lambda a: ipaddress.IPv6Address(a["local"]) in ULA)
+        fixed.sort(key=lambda a: (bool(a.get("tentative")), ipaddress.IPv6Address(a["local"]) in ULA))
         address = str(_ipv6_interface(fixed[0]))
         values |= {"ipv6_method": "static", "ipv6_address": address}
+        if fixed[0].get("deprecated"):
+            warnings.append(f"{address} is deprecated on {nic}, yet its only static IPv6 address: carried over")
         for extra in fixed[1:]:
-            notes.append(f"{nic} also has {extra['local']}/{extra['prefixlen']}; only {address} is carried over")
+            warnings.append(f"{nic} also has {_ipv6_interface(extra)}; only {address} is carried over")
         if route is not None and route.get("protocol") == "ra":
             notes.append(f"the IPv6 default route comes from router advertisements (accept_ra {accept_ra})")
             values["ipv6_accept_ra"] = accept_ra
         elif route is not None and _is_ip(str(route.get("gateway", ""))):
             values["ipv6_gateway"] = str(route["gateway"])
         if slaac or leased:
-            notes.append(f"{nic} also autoconfigures IPv6 addresses; the static method turns that off")
+            warnings.append(f"{nic} also autoconfigures IPv6 addresses; the static method turns that off")
         return values
     method = "dhcp" if leased or configured == "dhcp" else "auto" if slaac or configured == "auto" else None
     if method is None:

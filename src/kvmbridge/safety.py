@@ -12,7 +12,7 @@ import ipaddress
 import os
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import KvmbridgeError
@@ -51,7 +51,8 @@ def check_target(profile: HostProfile, files: RenderedSet, root: Root, state: St
     if live is None:
         notes.append("running-host checks (SSH session, existing NICs) skipped: the root is not /")
     else:
-        findings += _live_host(profile, live)
+        dialect = _dialect(profile, packages)
+        findings += _live_host(profile, live, lambda nic: _dropped_stanza(profile, files, root, dialect, nic))
     return Report(tuple(findings), tuple(notes))
 
 
@@ -349,7 +350,9 @@ def _packages(profile: HostProfile, root: Root, packages: set[str]) -> Iterator[
         )
 
 
-def _live_host(profile: HostProfile, live: LiveHost) -> Iterator[Finding]:
+def _live_host(
+    profile: HostProfile, live: LiveHost, dropped: Callable[[str], interfaces_format.Stanza | None]
+) -> Iterator[Finding]:
     existing = live.link_names()
     for name, bridge in profile.bridges.items():
         for port in bridge.ports:
@@ -366,9 +369,23 @@ def _live_host(profile: HostProfile, live: LiveHost) -> Iterator[Finding]:
     parts = live.ssh_connection.split()
     if len(parts) != 4:
         return
-    address = _ip(parts[2])
-    server = str(address) if address is not None else parts[2]  # sshd on :: shows IPv4 as ::ffff:a.b.c.d
-    nic = live.nic_holding(server)
+    local, _, scope = parts[2].partition("%")  # a link-local address comes with its link: fe80::2%eth0
+    address = _ip(local)
+    server = str(address) if address is not None else local  # sshd on :: shows IPv4 as ::ffff:a.b.c.d
+    nic = scope if scope and scope in existing else live.nic_holding(server)
+    owned = {port for bridge in profile.bridges.values() for port in bridge.ports} | set(profile.bridges)
+    stanza = dropped(nic) if nic is not None and nic not in owned else None
+    if stanza is not None:
+        yield Finding(
+            "KB101",
+            "error",
+            nic or server,
+            f"your SSH session arrives on {server} at {nic}, which {stanza.file}:{stanza.line} configures "
+            f"({' '.join(w for w in (stanza.family, stanza.method) if w) or 'iface'}); "
+            "the new /etc/network/interfaces drops that: you would be locked out",
+            f"move the {nic} stanza (and its auto line) to a file the profile sources, "
+            f"e.g. /etc/network/interfaces.d/{nic}, or bridge {nic} in the profile",
+        )
     for name, bridge in profile.bridges.items():
         if nic not in bridge.ports:
             continue
@@ -391,6 +408,51 @@ def _live_host(profile: HostProfile, live: LiveHost) -> Iterator[Finding]:
                 f"your SSH session arrives on {server} at {nic}; {caveat}",
                 (f"reserve {server} for the kept MAC on the DHCPv6 server, or make it static"),
             )
+
+
+def _dropped_stanza(
+    profile: HostProfile, files: RenderedSet, root: Root, dialect: str, nic: str
+) -> interfaces_format.Stanza | None:
+    """The stanza bringing up `nic` from the interfaces file that install replaces, when the new file
+    (with what it sources from the root) no longer does: that NIC goes unconfigured after the reboot."""
+    new = next((f.data for f in files if f.path == "/etc/network/interfaces" and f.data is not None), None)
+    if new is None or not _reads_interfaces(profile):
+        return None
+    load = ifupdown2.load if dialect == "ifupdown2" else interfaces_format.load
+    on_root = RootFiles(root)
+    try:
+        before = load("/etc/network/interfaces", on_root)
+        after = load("/etc/network/interfaces", _Replaced(on_root, "/etc/network/interfaces", new))
+    except interfaces_format.InterfacesError:  # KB110 reports what cannot be read
+        return None
+    stanza = next((s for s in before.stanzas if s.name == nic), None)
+    if stanza is None:
+        return None
+    if not any(s.name == nic for s in after.stanzas) or (_at_boot(before, nic) and not _at_boot(after, nic)):
+        return stanza
+    return None
+
+
+def _at_boot(parsed: interfaces_format.Interfaces, nic: str) -> bool:
+    """ifup -a (auto) or udev (allow-hotplug) brings the NIC up at boot."""
+    marked = (*parsed.allow.get("auto", ()), *parsed.allow.get("hotplug", ()))
+    return nic in marked or any(s.auto for s in parsed.stanzas if s.name == nic)
+
+
+class _Replaced:
+    """The root's files as they will be after install: one file swapped for its new bytes."""
+
+    def __init__(self, files: RootFiles, path: str, data: bytes) -> None:
+        self.files, self.path, self.data = files, path, data
+
+    def read(self, path: str) -> bytes | None:
+        return self.data if posixpath.normpath(path) == self.path else self.files.read(path)
+
+    def glob(self, pattern: str) -> list[str]:
+        return self.files.glob(pattern)
+
+    def listdir(self, path: str) -> list[str] | None:
+        return self.files.listdir(path)
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

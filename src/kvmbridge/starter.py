@@ -27,6 +27,7 @@ class Starter:
     ipv6_dns: tuple[str, ...] = ()
     renderer: str = "ifupdown"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = field(default_factory=tuple)  # what the import drops: also said on stderr
 
 
 def starter_profile(values: Starter | None = None, templates: Path | None = None) -> str:
