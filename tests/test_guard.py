@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kvmbridge.guard import MAX_RECORD_BYTES
+
 from .conftest import GOLDEN, require_root, require_tool, run, tree
 from .guardroots import EXECUTABLE, guardable_root
 
@@ -322,6 +324,42 @@ def test_a_tampered_record_is_never_obeyed(root: Path, changes: dict[str, object
     assert not (root / GUARD).exists()
 
 
+def test_a_profile_at_the_size_limit_arms_a_guard_that_really_reverts(root: Path, tmp_path: Path) -> None:
+    """Outside review finding F1: guard.json embeds the profile JSON-escaped; a profile near 1 MiB made a
+    record over the reader's limit, so install said "armed" and the guard at boot refused its own record."""
+    from kvmbridge.profile import PROFILE_LIMIT
+
+    text = ARTICLE.read_text() + "\n#"
+    big = tmp_path / "article.toml"
+    big.write_text(text + '"' * (PROFILE_LIMIT - len(text.encode()) - 1) + "\n")  # `"` doubles in JSON
+    assert big.stat().st_size == PROFILE_LIMIT
+    before = tree(root)
+    backup = guarded(root, profile=big)
+    assert (root / GUARD).stat().st_size > 2 * 1000 * 1000
+    assert json.loads(run("status", big, "--root", root, "--json").stdout)["guard"]["backup"] == backup
+    result = run("expire-guard", "--root", root)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(
+        f"kvmbridge boot guard: not confirmed within 10m after boot: restored backup {backup}"
+    )
+    after = tree(root)
+    assert {k: v for k, v in after.items() if not k.startswith("var/")} == {
+        k: v for k, v in before.items() if not k.startswith("var/")
+    }
+
+
+def test_a_record_the_guard_could_not_read_back_is_never_written(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the limits: install checks the exact record against read_guard before the first write."""
+    import kvmbridge.guard
+
+    monkeypatch.setattr(kvmbridge.guard, "MAX_RECORD_BYTES", 512)
+    err = refused(root)
+    assert err == (
+        "/var/lib/kvmbridge/guard.json: the guard record for article.toml would not be readable at boot "
+        "(larger than 512 bytes); nothing was changed\n"
+    )
+
+
 def test_a_record_that_is_a_symlink_fifo_or_huge_is_refused_without_reading_it(root: Path, tmp_path: Path) -> None:
     guarded(root)
     secret = tmp_path / "elsewhere.json"
@@ -329,7 +367,7 @@ def test_a_record_that_is_a_symlink_fifo_or_huge_is_refused_without_reading_it(r
     for make in (
         lambda p: p.symlink_to(secret),
         os.mkfifo,
-        lambda p: p.write_bytes(b" " * (2 << 20)),
+        lambda p: p.write_bytes(b" " * (MAX_RECORD_BYTES + 1)),
     ):
         (root / GUARD).unlink()
         make(root / GUARD)

@@ -22,11 +22,15 @@ import msgspec
 from .confine import BACKUP_ID
 from .errors import KvmbridgeError, RefusedError, UsageError
 from .guardfiles import CHECK, CHECK_LINK, EXPIRED, GUARD, GUARD_FILES, SERVICE, TIMER, TIMER_LINK, UNIT_DIR
+from .profile import PROFILE_LIMIT
 from .root import Root
 from .transaction import Op
 
 MIN_SECONDS, MAX_SECONDS = 30, 24 * 3600
-MAX_RECORD_BYTES = 1 << 20
+# guard.json carries a copy of the profile (up to PROFILE_LIMIT bytes of TOML). TOML allows no control
+# character but tab, so JSON escaping at most doubles it (`"` -> `\"`, tab -> `\t`, CR LF -> `\r\n`);
+# the other fields are short. install checks the exact bytes it writes against this limit anyway.
+MAX_RECORD_BYTES = 2 * PROFILE_LIMIT + (64 << 10)
 # fullmatch everywhere: `$` would also match before a trailing newline.
 SAFE_EXECUTABLE = re.compile(r"(/[A-Za-z0-9._+-]+)+")
 _DURATION = re.compile(r"([0-9]{1,6})([smh])")
@@ -94,6 +98,18 @@ def _check_record(record: GuardRecord) -> str | None:
     return None
 
 
+def decode_record(data: bytes) -> tuple[GuardRecord | None, str]:
+    """The record in `data`, or None and why not: what the guard at boot accepts, and nothing else."""
+    if len(data) > MAX_RECORD_BYTES:
+        return None, f"larger than {MAX_RECORD_BYTES} bytes"
+    try:
+        record = msgspec.json.decode(data, type=GuardRecord)
+    except msgspec.DecodeError as exc:
+        return None, str(exc)
+    problem = _check_record(record)
+    return (None, problem) if problem is not None else (record, "")
+
+
 def read_guard(root: Root) -> GuardRecord | None:
     """The armed guard, or None; a damaged or tampered record is an error, never obeyed."""
     path = root.path(GUARD)
@@ -110,12 +126,8 @@ def read_guard(root: Root) -> GuardRecord | None:
         raise KvmbridgeError(
             f"{path}: the guard record is not a regular file of at most {MAX_RECORD_BYTES} bytes; refusing to use it"
         ) from None
-    try:
-        record = msgspec.json.decode(data, type=GuardRecord)
-    except msgspec.DecodeError as exc:
-        raise KvmbridgeError(f"{path}: damaged guard record ({exc}); `kvmbridge confirm` removes it") from None
-    problem = _check_record(record)
-    if problem is not None:
+    record, problem = decode_record(data)
+    if record is None:
         raise KvmbridgeError(f"{path}: damaged guard record ({problem}); `kvmbridge confirm` removes it")
     return record
 
@@ -161,7 +173,21 @@ def record_bytes(spec: GuardSpec, backup_id: str) -> bytes:
         profile_name=spec.profile_name,
         profile=spec.profile_text,
     )
-    return msgspec.json.format(msgspec.json.encode(record), indent=2) + b"\n"
+    data = msgspec.json.format(msgspec.json.encode(record), indent=2) + b"\n"
+    # The guard at boot reads this with read_guard: a record it would refuse is never written, whatever
+    # the profile holds, or install would report a guard armed that can never revert.
+    readable, problem = decode_record(data)
+    if readable != record:
+        raise RefusedError(
+            f"{GUARD}: the guard record for {spec.profile_name} would not be readable at boot ({problem}); "
+            "nothing was changed"
+        )
+    return data
+
+
+def refuse_unreadable(spec: GuardSpec) -> None:
+    """Before the lock and any write: the record this spec makes must pass read_guard (longest backup ID)."""
+    record_bytes(spec, "20000101T000000.000000Z-999999")
 
 
 def guard_ops(spec: GuardSpec, backup_id: str, root: Root) -> list[Op]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import KvmbridgeError, RefusedError, RolledBackError
 from .fileset import RenderedSet
-from .guard import GuardSpec, guard_ops, read_guard, refuse_if_armed
+from .guard import GuardSpec, guard_ops, read_guard, refuse_if_armed, refuse_unreadable
 from .guardfiles import GUARD, GUARD_FILES
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
@@ -92,6 +92,8 @@ def install(
     """With `guard`, its files join the same transaction and backup set as the configuration."""
     refuse_unprivileged(root)
     refuse_if_armed(root)
+    if guard is not None:
+        refuse_unreadable(guard)
     # Refusals and "nothing to do" leave no trace, not even a lock file; the plan is redone under the lock.
     plan = checked_plan(files, root, force)
     if plan.in_sync and unfinished_manifest(root, read_state(root)) is None:
