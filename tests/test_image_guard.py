@@ -177,6 +177,36 @@ def test_unconfirmed_missing_port_reverts_even_after_a_power_loss(machine: Machi
     assert machine.run("systemctl is-active kvmbridge-guard.timer", check=False).stdout.strip() != "active"
 
 
+def test_unconfirmed_wrong_gateway_reverts_at_its_deadline_and_the_old_host_comes_back(
+    machine: Machine, lan: Lan
+) -> None:
+    """No --auto-confirm and nobody confirms: the timer alone reverts a boot that came up but cannot route."""
+    before = guarded_install(machine, profile_text(gateway="198.51.100.254"))  # nobody answers at .254
+    started = time.monotonic()
+    machine.boot()
+    guard_armed(machine)
+    assert lan.wait_ping(HOST_ADDRESS)  # up on the LAN, yet its way out is wrong: only the deadline saves it
+    assert machine.run("ping -c1 -W1 198.51.100.254", check=False).returncode != 0
+    code = machine.wait_exit(timeout=120)
+    assert code == REBOOT_EXIT, f"nspawn exited {code}, not {REBOOT_EXIT}: {machine.console()[-2000:]}"
+    assert time.monotonic() - started >= 30, "the guard fired before its OnBootSec deadline"
+    report = assert_reverted(machine, before)
+    assert (report["duration"], report["profile"]) == ("30s", "article.toml")
+    assert (machine.root / f"var/backups/kvmbridge/{report['undo']}/manifest.json").is_file()
+    log = journal(machine, "kvmbridge-guard.service")
+    assert f"kvmbridge boot guard: not confirmed within 30s after boot: restored backup {report['backup']}" in log
+    assert f"undo the revert with: kvmbridge rollback {report['undo']}" in log
+    machine.boot()
+    assert lan.wait_ping(OLD_ADDRESS), "the old configuration is not reachable at the old address"
+    assert not lan.ping(HOST_ADDRESS)
+    assert machine.run("systemctl is-active kvmbridge-guard.timer", check=False).stdout.strip() != "active"
+    status = inside(machine, "status", PROFILE_INSIDE).stdout  # what an admin at the console sees
+    assert (
+        f"boot guard: expired at {report['time']}: not confirmed within 30s after boot; "
+        f"restored backup {report['backup']} (undo with: kvmbridge rollback {report['undo']})"
+    ) in status, status
+
+
 def test_auto_confirm_with_a_wrong_gateway_leaves_the_guard_to_revert(machine: Machine) -> None:
     before = guarded_install(machine, profile_text(gateway="198.51.100.254"), "--auto-confirm")  # nobody at .254
     machine.start()
