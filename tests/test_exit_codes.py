@@ -10,6 +10,7 @@ died with a PermissionError traceback.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmbridge.errors import RollbackFailedError
+from kvmbridge.errors import RefusedError, RollbackFailedError, RolledBackError
 from kvmbridge.install import install
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
@@ -135,3 +136,96 @@ def test_non_root_commands_after_an_install_are_one_line_not_a_traceback(args: l
         assert snapshot(root) == before
     finally:
         shutil.rmtree(base)
+
+
+class _SwapsNetworkFolder(Root):
+    """Swaps etc/network for a link to `outside` at the first change to a path matching `at` (as a racing user would).
+
+    With `fail`, that change also fails (ENOSPC), so the transaction is undone with the folder still swapped.
+    """
+
+    def __init__(self, prefix: Path, outside: Path, at: str, fail: bool = False) -> None:
+        super().__init__(prefix)
+        self.outside, self.at, self.fail, self.swapped = outside, at, fail, False
+
+    def _mutating(self, what: str, path: Path) -> None:
+        if self.swapped or not fnmatch.fnmatchcase(str(path.relative_to(self.prefix)), self.at):
+            return
+        self.swapped = True
+        network = self.prefix / "etc/network"
+        network.rename(network.with_name("network.real"))
+        network.symlink_to(self.outside / "etc/network")
+        if self.fail:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
+
+
+def test_a_folder_swapped_for_a_link_before_its_file_was_written_is_exit_4_not_5(tmp_path: Path) -> None:
+    """Outside review F9: exit 5 named interfaces "not restored" though it was never touched (the write
+    was refused at the link, before any rename); undo read it through the swapped folder and saw "other"."""
+    outside = make_sentinel(tmp_path / "outside")
+    root = seed_old_host(tmp_path / "root")
+    before_outside = snapshot(outside)
+    profile = load_profile(ARTICLE)
+    racing = _SwapsNetworkFolder(
+        root, outside, at="var/backups/kvmbridge/*/manifest.json"
+    )  # the backup is taken, no config file written yet
+    with pytest.raises(RolledBackError) as failed:
+        install(profile, render(profile), racing, profile_path=ARTICLE, force=False)
+    assert racing.swapped
+    assert failed.value.exit_code == 4
+    assert "every file was restored as it was, nothing changed" in str(failed.value)
+    assert (root / "etc/network.real/interfaces").read_bytes() == OLD_INTERFACES
+    assert snapshot(outside) == before_outside
+    assert not (root / "var/backups/kvmbridge").exists() or not any((root / "var/backups/kvmbridge").iterdir())
+
+
+def test_exit_5_names_only_the_paths_really_left_changed(tmp_path: Path) -> None:
+    """interfaces was replaced, then its folder swapped for a link and a later write failed: interfaces
+    is really left changed (in the moved folder) and is the one path named; nothing else is."""
+    outside = make_sentinel(tmp_path / "outside")
+    root = seed_old_host(tmp_path / "root")
+    before_outside = snapshot(outside)
+    profile = load_profile(ARTICLE)
+    racing = _SwapsNetworkFolder(root, outside, at="etc/udev/rules.d/99-bridge.rules", fail=True)
+    with pytest.raises(RollbackFailedError) as failed:
+        install(profile, render(profile), racing, profile_path=ARTICLE, force=False)
+    left = [line for line in failed.value.lines if "not restored" in line]
+    assert len(left) == 1 and left[0].startswith("  /etc/network/interfaces: not restored"), failed.value.lines
+    assert (root / "etc/network.real/interfaces").read_bytes() != OLD_INTERFACES  # the truth: it is left changed
+    assert (root / "etc/sysctl.d/ip_forward.conf").read_bytes() == b"net.ipv4.ip_forward = 0\n"
+    assert snapshot(outside) == before_outside
+
+
+class _SwapsBack(Root):
+    """etc/network is a link when the transaction reads its "before"; the real folder is back at the first change,
+    and the udev rule's write fails, so the transaction is undone."""
+
+    def _mutating(self, what: str, path: Path) -> None:
+        network = self.prefix / "etc/network"
+        if network.is_symlink():
+            network.unlink()
+            network.with_name("network.real").rename(network)
+        if path.name == "99-bridge.rules" and "backups" not in path.parts:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
+
+
+def test_a_path_behind_a_link_when_the_transaction_starts_is_refused_not_undone_into_an_empty_file(
+    tmp_path: Path,
+) -> None:
+    """Its "before" was unreadable: an undo would have "restored" it as an empty file with mode 0."""
+    from kvmbridge.transaction import Op, apply
+
+    outside = make_sentinel(tmp_path / "outside")
+    root = seed_old_host(tmp_path / "root")
+    (root / "etc/network").rename(root / "etc/network.real")
+    (root / "etc/network").symlink_to(outside / "etc/network")
+    before_outside = snapshot(outside)
+    ops = [Op("/etc/network/interfaces", data=b"new\n"), Op("/etc/udev/rules.d/99-bridge.rules", data=b"new\n")]
+    with pytest.raises(RefusedError) as refused:
+        apply(_SwapsBack(root), ops, backup_id="20260101T000000.000000Z", action="install", host=None, profile=None)
+    assert (
+        refused.value.lines[0]
+        == f"{root}/etc/network/interfaces: is not a file or lies behind a symlink; refusing to replace it"
+    )
+    assert (root / "etc/network.real/interfaces").read_bytes() == OLD_INTERFACES
+    assert snapshot(outside) == before_outside

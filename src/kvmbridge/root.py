@@ -63,6 +63,14 @@ class Interrupted(OSError):
     """A signal asked us to stop mid-transaction: undone like any failed write, never mistaken for a read error."""
 
 
+class Landed(OSError):
+    """The change itself was made (renamed or removed), only making it durable failed.
+
+    Every other error from a change to the tree (not `Interrupted`) means the
+    destination was left as it was, so an undo never reports it as changed.
+    """
+
+
 def linked_error(path: Path) -> OSError:
     return OSError(errno.ELOOP, "is a symlink or not a folder; refusing to go through it", str(path))
 
@@ -80,7 +88,9 @@ def _names_errors(method: F) -> F:
         except OSError as exc:
             if isinstance(exc, Interrupted) or (exc.filename and str(exc.filename).startswith("/")):
                 raise
-            raise OSError(exc.errno, exc.strerror, str(self.path(dest))) from None
+            raise (Landed if isinstance(exc, Landed) else OSError)(
+                exc.errno, exc.strerror, str(self.path(dest))
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -384,7 +394,7 @@ class Root:
         except BaseException:
             _unlink_if_not_dir(dirfd, tmp)
             raise
-        os.fsync(dirfd)
+        _sync_landed(dirfd, path)
 
     @_names_errors
     def remove(self, dest: str) -> None:
@@ -400,7 +410,7 @@ class Root:
                     raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
                 self._mutating("remove", path)
                 os.unlink(name, dir_fd=dirfd)
-                os.fsync(dirfd)
+                _sync_landed(dirfd, path)
         except FileNotFoundError:
             return
 
@@ -471,6 +481,15 @@ class Root:
             yield
         finally:
             os.close(fd)
+
+
+def _sync_landed(dirfd: int, path: Path) -> None:
+    try:
+        os.fsync(dirfd)
+    except OSError as exc:
+        if isinstance(exc, Interrupted):
+            raise
+        raise Landed(exc.errno, exc.strerror, str(path)) from None
 
 
 def _kind(mode: int) -> str:

@@ -20,8 +20,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import FrameType
 
-from .errors import RollbackFailedError, RolledBackError
-from .root import Interrupted, OnDisk, Root, sha256_of
+from .errors import RefusedError, RollbackFailedError, RolledBackError
+from .root import Interrupted, Landed, OnDisk, Root, sha256_of
 from .state import BACKUPS, Entry, Manifest, backup_copy, backup_dir, manifest_path
 
 
@@ -105,6 +105,12 @@ def apply(
     `carried`: an unfinished set whose originals this set takes over.
     """
     before = {op.path: root.read(op.path) for op in ops}
+    unsure = [path for path, now in before.items() if now.kind == "other"]
+    if unsure:  # a folder swapped for a link (or a file for a folder) since the plan: no "before" to keep
+        raise RefusedError(
+            *(f"{root.path(path)}: is not a file or lies behind a symlink; refusing to replace it" for path in unsure),
+            "nothing was changed",
+        )
     if carried is not None:
         for entry in carried.entries:
             if entry.path not in before:
@@ -113,8 +119,14 @@ def apply(
     done: list[Op] = []
     try:
         for op in ops:
+            try:
+                _carry_out(root, op, before[op.path])
+            except OSError as exc:
+                # Root changes a path only as its last step: any other failure left it as it was.
+                if isinstance(exc, (Interrupted, Landed)):
+                    done.append(op)
+                raise
             done.append(op)
-            _carry_out(root, op, before[op.path])
         root.write_file(manifest_path(backup_id), manifest.done().to_bytes(), 0o600)
     except OSError as exc:
         with _signals_deferred():
