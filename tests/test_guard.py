@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -426,3 +428,68 @@ def test_the_revert_checks_under_the_lock_that_the_guard_is_still_armed(root: Pa
     with pytest.raises(RefusedError, match=f"no boot guard is armed for backup {backup} any more"):
         rollback(Root(root), backup, force=True, for_guard=True)
     assert tree(root) == before
+
+
+# --- auto-confirm judges what was installed, whatever kvmbridge runs at boot ----------------------
+
+SKEWED_AUTO_CONFIRM = """
+import sys
+from pathlib import Path
+
+import kvmbridge.render
+from kvmbridge.guard import read_guard
+from kvmbridge.guardrun import auto_confirm, guarded_profile
+from kvmbridge.root import Root
+
+kvmbridge.render.builtin_templates = lambda: Path(sys.argv[1])  # this kvmbridge renders other bytes
+root = Root(Path(sys.argv[2]))
+record = read_guard(root)
+skewed = {f.path: f.data for f in kvmbridge.render.render(guarded_profile(root, record))}
+assert skewed["/etc/network/interfaces"] != root.read("/etc/network/interfaces").data, "no skew to test"
+_, check, _ = auto_confirm(root, window=float(sys.argv[3]), pause=0.5)
+print("\\n".join([*check.lines(), "passed" if check.passed else "failed"]))
+"""
+
+
+def test_auto_confirm_checks_the_installed_hashes_not_a_render_by_the_kvmbridge_running_at_boot(
+    tmp_path: Path,
+) -> None:
+    """Outside review finding F13: auto-confirm re-rendered with the boot-time kvmbridge, so a version whose
+    template differs only in a comment found every file "different" and the guard reverted a good boot."""
+    import msgspec
+
+    from kvmbridge.render import builtin_templates
+
+    from .bootcheck import boot, profile_toml
+    from .netns import Lab
+    from .test_livestatus import article
+
+    require_root()
+    for tool in ("ip", "ifup", "brctl", "unshare", "ping", "sysctl"):
+        require_tool(tool)
+    profile = msgspec.structs.replace(article(), networks={})
+    path = tmp_path / profile.source_name
+    path.write_text(profile_toml(profile))
+    root = guardable_root(tmp_path / "root")
+    guarded(root, "--auto-confirm", profile=path)
+    templates = tmp_path / "templates"
+    shutil.copytree(builtin_templates(), templates)
+    skewed = templates / "etc/network/interfaces.j2"
+    skewed.write_text(skewed.read_text().replace("reads this file at boot", "reads this file when the host boots"))
+    interfaces = root / "etc/network/interfaces"
+    installed = interfaces.read_bytes()
+    with Lab() as lab:
+        lab.wire_ports(profile)
+        boot(profile, root, lab)
+        command = [sys.executable, "-c", SKEWED_AUTO_CONFIRM, str(templates), str(root)]
+        interfaces.write_bytes(installed + b"# edited after the install\n")  # a real change still counts
+        result = lab.sh(lab.host, shlex.join([*command, "0"]), check=False)
+        assert (result.returncode, result.stdout.splitlines()) == (
+            0,
+            ["etc/network/interfaces: installed file: expected as installed, found different", "failed"],
+        ), result.stderr
+        assert (root / GUARD).exists()
+        interfaces.write_bytes(installed)
+        result = lab.sh(lab.host, shlex.join([*command, "10"]), check=False)
+        assert (result.returncode, result.stdout.splitlines()) == (0, ["passed"]), result.stdout + result.stderr
+    assert not (root / GUARD).exists()

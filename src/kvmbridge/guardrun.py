@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .confine import is_rendered
 from .errors import KvmbridgeError, RefusedError
+from .fileset import RenderedFile, RenderedSet
 from .guard import EXPIRED, GUARD, GUARD_FILES, GuardRecord, read_guard
 from .install import locked, refuse_unprivileged, rollback
 from .livestatus import Facts, Status, compare, gather_facts
 from .model import HostProfile
 from .root import Root
+from .state import STATE, read_manifest, read_state
 
 
 @dataclass(frozen=True)
@@ -119,19 +122,17 @@ def auto_confirm(
     Retries for a while (libvirt's autostart or a DHCP lease can trail
     network-online.target), never past the guard's own deadline.
     """
-    from .render import render
-
     record = read_guard(root)
     if record is None:
         return None, None, 0
     profile = guarded_profile(root, record)
-    files = render(profile)
+    files, installed = installed_files(root, record)
     ping = ping or answers
     limit = window if window is not None else max(5.0, min(180.0, record.seconds - 15.0))
     deadline, attempts = time.monotonic() + limit, 0
     while True:
         attempts += 1
-        facts = gather_facts(profile, files, root)
+        facts = gather_facts(profile, files, root, installed=installed)
         check = Check(compare(profile, files, facts), tuple(_ping_all(profile, facts, ping)))
         if check.passed or time.monotonic() + pause > deadline:
             break
@@ -139,6 +140,38 @@ def auto_confirm(
     if check.passed:
         confirm(root)
     return record, check, attempts
+
+
+def installed_files(root: Root, record: GuardRecord) -> tuple[RenderedSet, tuple[tuple[str, str], ...]]:
+    """What the guarded install wrote, checked against the hashes it recorded, and what differs (path, status).
+
+    Never a fresh render: the kvmbridge the units run at boot may render other bytes than the one that
+    installed (an upgrade before the reboot, an install into an image from outside), and a comment that
+    differs must not revert a good boot. The files that match are returned as they are on disk, so the
+    sysctl values checked are the ones installed.
+    """
+    where = root.path(STATE)
+    state = read_state(root)
+    if state.backup != record.backup:
+        raise KvmbridgeError(
+            f"{where}: written by backup {state.backup or 'none'}, not by the guarded backup {record.backup}; "
+            "cannot tell what the guarded install wrote"
+        )
+    files: list[RenderedFile] = []
+    differ: list[tuple[str, str]] = []
+    for path, sha in sorted(state.files.items()):
+        now = root.read(path)
+        if now.kind == "missing":
+            differ.append((path, "gone"))
+        elif now.sha256 != sha:
+            differ.append((path, "changed"))
+        else:
+            files.append(RenderedFile(path, now.mode, data=now.data, link=now.link))
+    for entry in read_manifest(root, record.backup).entries:
+        removed = entry.sha256_after is None and entry.existed and is_rendered(entry.path)
+        if removed and entry.path not in state.files and root.read(entry.path).kind != "missing":
+            differ.append((entry.path, "kept"))
+    return tuple(files), tuple(differ)
 
 
 def gateways(profile: HostProfile, facts: Facts) -> Iterator[tuple[str, str]]:

@@ -33,6 +33,8 @@ FILE_STATUS = {
     "drift": "changed by someone else (drift)",
     "remove": "no longer rendered but still there",
 }
+# The boot guard's self-check judges the files against the hashes its install recorded, not a render.
+INSTALLED_STATUS = {"changed": "different", "gone": "missing", "kept": "there (the install removed it)"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,12 @@ def compare(profile: HostProfile, files: RenderedSet, facts: Facts) -> Status:
             mismatches.append(Mismatch(key, "value", value, found))
     mismatches += _networks(profile, facts)
     for path, status in facts.files:
-        mismatches.append(Mismatch(path.lstrip("/"), "installed file", "as rendered", FILE_STATUS.get(status, status)))
+        if status in INSTALLED_STATUS:
+            mismatches.append(Mismatch(path.lstrip("/"), "installed file", "as installed", INSTALLED_STATUS[status]))
+        else:
+            mismatches.append(
+                Mismatch(path.lstrip("/"), "installed file", "as rendered", FILE_STATUS.get(status, status))
+            )
     checked = {
         "bridges": len(profile.bridges),
         "sysctl": len(wanted),
@@ -334,9 +341,16 @@ def _seconds(centiseconds: Any) -> str:
 # --- the edge: reading the running host -------------------------------------------------
 
 
-def gather_facts(profile: HostProfile, files: RenderedSet, root: Root) -> Facts:
-    """Read the running host (this network namespace) and the installed files under `root`."""
-    plan = make_plan(files, root, read_state(root))
+def gather_facts(
+    profile: HostProfile, files: RenderedSet, root: Root, *, installed: tuple[tuple[str, str], ...] | None = None
+) -> Facts:
+    """Read the running host (this network namespace) and the installed files under `root`.
+
+    `installed`: the files already judged (path, status) another way, instead of against `files`.
+    """
+    if installed is None:
+        plan = make_plan(files, root, read_state(root))
+        installed = tuple((c.path, "blocked" if c.blocked else c.status) for c in plan.changes if c.writes or c.blocked)
     return Facts(
         links=_ip_json("-d", "link", "show"),
         addrs=_ip_json("addr", "show"),
@@ -345,7 +359,7 @@ def gather_facts(profile: HostProfile, files: RenderedSet, root: Root) -> Facts:
         sysctl={key: read_sysctl(key) for key in sysctl_values(files)},
         br_netfilter=Path("/proc/sys/net/bridge").is_dir(),
         **_libvirt(list(profile.networks)),
-        files=tuple((c.path, "blocked" if c.blocked else c.status) for c in plan.changes if c.writes or c.blocked),
+        files=installed,
         ipv6_conf=read_ipv6_conf([name for name, bridge in profile.bridges.items() if bridge.ipv6 is not None]),
     )
 
