@@ -94,31 +94,25 @@ def render(profile: Path, output: Path | None, templates: Path | None) -> None:
 @handle_errors
 def validate(profile: Path, root: Path | None, templates: Path | None, as_json: bool) -> None:
     """Check the profile, render it, and check the output with ifupdown and libvirt's schema."""
-    from .advice import profile_warnings
     from .errors import ProfileError
-    from .profile import load_profile
-    from .render import render as render_files
-    from .verify import verify
+    from .preflight import run_preflight
     from .views import safety_json
 
     try:
-        model = load_profile(profile)
+        pf = run_preflight(profile, templates, root, plan=False)
     except ProfileError as exc:
         if not as_json:
             raise
         _print_json({"profile": str(profile), "valid": False, "errors": list(exc.lines), "warnings": []})
         sys.exit(exc.exit_code)
-    files = render_files(model, templates)
-    verdict = verify(files, model)
-    warnings = [f"{profile}: {key}: {msg}" for key, msg in profile_warnings(model)]
-    safety = _safety(model, files, root) if root is not None and not verdict.errors else None
+    verdict, safety = pf.verdict, pf.safety
     if as_json:
         _print_json(
             {
                 "profile": str(profile),
-                "valid": not verdict.errors,
+                "valid": pf.valid,
                 "errors": verdict.errors,
-                "warnings": warnings,
+                "warnings": list(pf.warnings),
                 "checked": verdict.checked,
                 "skipped": verdict.skipped,
                 **safety_json(safety),
@@ -127,15 +121,15 @@ def validate(profile: Path, root: Path | None, templates: Path | None, as_json: 
     else:
         for line in verdict.errors:
             click.echo(f"{profile}: error: {line}", err=True)
-        for line in warnings:
+        for line in pf.warnings:
             click.echo(f"warning: {line}", err=True)
         for line in verdict.skipped:
             click.echo(f"note: not checked: {line}", err=True)
-        if not verdict.errors:
+        if pf.valid:
             checked = ", ".join(["profile rules", *verdict.checked])
-            click.echo(f"{profile}: valid ({len(files)} files; checked: {checked})")
+            click.echo(f"{profile}: valid ({len(pf.files)} files; checked: {checked})")
         _print_safety(safety)
-    if verdict.errors:
+    if not pf.valid:
         sys.exit(EXIT_INVALID)
     sys.exit(EXIT_REFUSED if safety is not None and safety.errors else EXIT_OK)
 
@@ -174,33 +168,6 @@ root_option = click.option(
 force_option = click.option("--force", is_flag=True, help="Overwrite drifted files and symlinked targets.")
 
 
-def _load_and_render(profile: Path, templates: Path | None) -> tuple[Any, Any]:
-    """Render and check with the real parsers; an invalid result never reaches a root."""
-    from .errors import ProfileError
-    from .profile import load_profile
-    from .render import render as render_files
-    from .verify import verify
-
-    model = load_profile(profile)
-    files = render_files(model, templates)
-    verdict = verify(files, model)
-    if verdict.errors:
-        raise ProfileError(*(f"{profile}: {line}" for line in verdict.errors))
-    return model, files
-
-
-def _safety(model: Any, files: Any, root: Path) -> Any:
-    """Safety checks against the target; the running host is consulted only when the root is `/`."""
-    from .hostscan import read_live_host
-    from .root import Root
-    from .safety import check_target
-    from .state import read_state
-
-    target = Root(root)
-    live = read_live_host() if target.is_live else None
-    return check_target(model, files, target, read_state(target), live)
-
-
 def _print_safety(report: Any, notes: bool = True) -> None:
     """Findings go to stderr; notes on skipped checks too, except where a summary line carries them."""
     if report is None:
@@ -209,16 +176,6 @@ def _print_safety(report: Any, notes: bool = True) -> None:
         click.echo(finding.line(), err=True)
     for note in report.notes if notes else ():
         click.echo(f"note: {note}", err=True)
-
-
-def _plan_for(profile: Path, root: Path, templates: Path | None) -> tuple[Any, Any]:
-    from .plan import make_plan
-    from .root import Root
-    from .state import read_state
-
-    model, files = _load_and_render(profile, templates)
-    target = Root(root)
-    return make_plan(files, target, read_state(target)), _safety(model, files, root)
 
 
 def _echo_lines(lines: Iterable[str]) -> None:
@@ -241,9 +198,13 @@ def _echo_lines(lines: Iterable[str]) -> None:
 @handle_errors
 def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> None:
     """Show what install would change under --root: unified diffs, then what they mean."""
+    from .preflight import run_preflight
     from .views import change_json, diff_lines, safety_json
 
-    plan, safety = _plan_for(profile, root, templates)
+    pf = run_preflight(profile, templates, root)
+    pf.require_valid()
+    assert pf.plan is not None
+    plan, safety = pf.plan, pf.safety
     if as_json:
         changes = [change_json(c) for c in plan.changes]
         _print_json({**safety_json(safety), "root": str(root), "in_sync": plan.in_sync, "changes": changes})
@@ -280,34 +241,36 @@ def install(  # noqa: PLR0917 (one parameter per click option)
     auto_confirm: bool,
 ) -> None:
     """Back up, then write the files atomically for activation at the next boot."""
-    from .errors import RefusedError
     from .guard import refuse_if_armed
-    from .install import checked_plan, refuse_unprivileged
     from .install import install as run_install
-    from .root import Root
+    from .install import refuse_unprivileged
+    from .preflight import run_preflight
     from .views import guard_armed_lines, install_report, plan_lines
 
     guard_request = _guard_request(confirm_within, auto_confirm, templates)
-    model, files = _load_and_render(profile, templates)
-    target = Root(root)
-    refuse_unprivileged(target)
-    refuse_if_armed(target)
-    guard = _guard_spec(target, profile, guard_request) if guard_request else None
-    safety = _safety(model, files, root)
+    guards: list[Any] = []
+
+    def gate(target: Any) -> None:
+        refuse_unprivileged(target)
+        refuse_if_armed(target)
+        guards.append(_guard_spec(target, profile, guard_request) if guard_request else None)
+
+    pf = run_preflight(profile, templates, root, gate=gate)
+    pf.require_valid()
+    assert pf.target is not None and pf.plan is not None and pf.safety is not None
+    target, safety, guard = pf.target, pf.safety, guards[0]
     _print_safety(safety, notes=False)
-    if safety.errors and not force:
-        raise RefusedError(
-            f"{root}: {len(safety.errors)} safety error(s) above; nothing was changed "
-            "(fix them, or install --force if you are sure)"
-        )
+    refusal = pf.refusal(force)
+    if refusal is not None:
+        raise refusal
     if dry_run:
-        _echo_lines(plan_lines(checked_plan(files, target, force), root))
+        _echo_lines(plan_lines(pf.plan, root))
         click.echo(safety.summary())
         if guard is not None:
             click.echo(f"boot guard: would be armed ({guard.duration} after boot, runs {guard.executable})")
         click.echo("dry run: nothing was written")
         return
-    result = run_install(model, files, target, profile_path=profile, force=force, guard=guard)
+    result = run_install(pf.profile, pf.files, target, profile_path=profile, force=force, guard=guard)
     if result.manifest is None:
         click.echo(f"nothing to do: {root} already holds what {profile} renders")
         if guard is not None:

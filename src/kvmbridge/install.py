@@ -1,4 +1,4 @@
-"""The install and rollback transactions: preflight, lock, plan, backup, atomic writes, state."""
+"""The install and rollback transactions: lock, plan again under it, backup, atomic writes, state."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .guard import GuardSpec, guard_ops, read_guard, refuse_if_armed, refuse_unr
 from .guardfiles import GUARD, GUARD_FILES
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
+from .preflight import plan_refusal
 from .root import Interrupted, Root, sha256_of
 from .state import (
     BACKUPS,
@@ -63,21 +64,6 @@ def refuse_linked_areas(root: Root) -> None:
             raise RefusedError(
                 f"{linked}: is a symlink (or not a folder); refusing to write through it; nothing was changed"
             )
-
-
-def preflight(plan: Plan, force: bool) -> None:
-    """Refuse before the first write: blocked targets, then drift (unless --force)."""
-    hard = [c for c in plan.blocked if not (c.forceable and force)]
-    if hard:
-        raise RefusedError(
-            *(f"{plan.root.path(c.path)}: {c.blocked}" for c in hard),
-            "nothing was changed" + ("" if force else "; --force replaces a symlink itself"),
-        )
-    if plan.drifted and not force:
-        raise RefusedError(
-            *(f"{plan.root.path(c.path)}: changed since kvmbridge wrote it (drift)" for c in plan.drifted),
-            "nothing was changed; review with `kvmbridge diff`, then install --force to overwrite",
-        )
 
 
 def install(
@@ -142,7 +128,9 @@ def _op(change: Change) -> Op:
 def checked_plan(files: RenderedSet, root: Root, force: bool) -> Plan:
     """The plan, or the refusal (blocked targets, drift) that install would give."""
     plan = make_plan(files, root, read_state(root))
-    preflight(plan, force)
+    refusal = plan_refusal(plan, force)
+    if refusal is not None:
+        raise refusal
     return plan
 
 

@@ -1,0 +1,99 @@
+"""The one preflight: install, install --dry-run, diff and validate --root see the same findings and the
+same decision, and the pipeline itself only reads (real temporary roots, the real CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kvmbridge.errors import RefusedError
+from kvmbridge.preflight import run_preflight
+from kvmbridge.root import Root
+
+from .conftest import GOLDEN, run
+from .roots import seed_old_host, snapshot
+from .test_safety import make_root
+
+ARTICLE = GOLDEN / "article.toml"
+
+
+def finding_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(("error: KB", "warning: KB"))]
+
+
+def test_every_command_reports_the_same_findings_and_writes_nothing(tmp_path: Path) -> None:
+    root = make_root(tmp_path, "proxmox", "kubernetes")
+    before = snapshot(root)
+    pf = run_preflight(ARTICLE, None, root)
+    expected = [f.line() for f in pf.safety.findings] if pf.safety else []
+    assert [line.split()[1] for line in expected] == ["KB111", "KB105"]  # one error, one warning
+    validate = run("validate", ARTICLE, "--root", root)
+    diff = run("diff", ARTICLE, "--root", root)
+    dry = run("install", ARTICLE, "--root", root, "--dry-run")
+    install = run("install", ARTICLE, "--root", root)
+    for result in (validate, diff, dry, install):
+        assert finding_lines(result.stderr) == expected, result.stderr
+    # One decision: the error blocks validate --root and install alike; diff only shows it.
+    assert (validate.exit_code, diff.exit_code, dry.exit_code, install.exit_code) == (3, 1, 3, 3)
+    assert dry.stderr == install.stderr
+    assert snapshot(root) == before
+
+
+def test_force_lifts_the_safety_error_but_not_a_write_through_a_linked_folder(tmp_path: Path) -> None:
+    root = make_root(tmp_path, "proxmox")
+    pf = run_preflight(ARTICLE, None, root)
+    assert isinstance(pf.refusal(force=False), RefusedError)
+    assert pf.refusal(force=True) is None
+    (root / "etc/sysctl.real").mkdir()
+    (root / "etc/sysctl.d").symlink_to("sysctl.real")
+    refusal = run_preflight(ARTICLE, None, root).refusal(force=True)
+    assert refusal is not None and "a symlink; refusing to write through it" in refusal.lines[0]
+
+
+def test_drift_is_refused_by_the_same_decision_for_the_dry_run_and_the_install(tmp_path: Path) -> None:
+    root = seed_old_host(tmp_path / "root")
+    assert run("install", ARTICLE, "--root", root).exit_code == 0
+    with (root / "etc/network/interfaces").open("a") as handle:
+        handle.write("# an admin's edit\n")
+    pf = run_preflight(ARTICLE, None, root)
+    refusal = pf.refusal(force=False)
+    assert refusal is not None and refusal.lines[0].endswith("changed since kvmbridge wrote it (drift)")
+    assert pf.refusal(force=True) is None
+    dry, real = run("install", ARTICLE, "--root", root, "--dry-run"), run("install", ARTICLE, "--root", root)
+    assert dry.exit_code == real.exit_code == 3
+    assert dry.stderr == real.stderr == "\n".join(refusal.lines) + "\n"
+
+
+def test_the_gate_runs_before_the_root_is_read(tmp_path: Path) -> None:
+    """install's own refusal (privilege, armed guard) wins over whatever the root would make the reads say."""
+    root = tmp_path / "root"
+    (root / "var/lib/kvmbridge/state.json").mkdir(parents=True)  # read_state would refuse this
+    seen: list[Path] = []
+
+    def gate(target: Root) -> None:
+        seen.append(target.prefix)
+        raise RefusedError("gate says no")
+
+    with pytest.raises(RefusedError, match="gate says no"):
+        run_preflight(ARTICLE, None, root, gate=gate)
+    assert seen == [root]
+    with pytest.raises(Exception, match="is not a regular file"):
+        run_preflight(ARTICLE, None, root)
+
+
+def test_an_invalid_profile_never_reaches_the_root_nor_the_gate(tmp_path: Path) -> None:
+    profile = tmp_path / "bad.toml"
+    profile.write_text(ARTICLE.read_text().replace('ports = ["eth0"]', 'ports = ["eth0"]\nmtu = 70000'))
+    result = run("install", profile, "--root", tmp_path / "nowhere")
+    assert result.exit_code == 2 and "mtu" in result.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_validate_without_root_looks_at_no_target(tmp_path: Path) -> None:
+    pf = run_preflight(ARTICLE, None, None)
+    assert pf.valid and pf.target is None and pf.plan is None and pf.safety is None
+    assert pf.warnings == (
+        f"{ARTICLE}: sysctl.ip_forward: bridged VM traffic is switched, not routed: IP forwarding is only needed "
+        "if this host also routes (set ip_forward = false otherwise)",
+    )
