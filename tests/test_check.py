@@ -1,4 +1,5 @@
-"""`check`: golden trees for a fleet, drift kinds, --update, --json, folders and globs, pre-commit."""
+"""`check`: golden trees for a fleet, the plan's change kinds (create/update/remove), --update, --json,
+folders and globs, pre-commit."""
 
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ def test_clean_fleet_exits_0_with_one_line_per_host(fleet: Path) -> None:
         f"ok      {fleet / 'article.toml'}",
         f"ok      {fleet / 'dhcp-hwaddress.toml'}",
         f"ok      {fleet / 'two-bridges.toml'}",
-        "3 profiles: 3 ok, 0 drift, 0 invalid",
+        "3 profiles: 3 ok, 0 changed, 0 invalid",
     ]
 
 
-def test_changed_file_is_drift_with_diff_and_meaning(fleet: Path) -> None:
+def test_changed_file_is_an_update_with_diff_and_meaning(fleet: Path) -> None:
     profile = fleet / "article.toml"
     profile.write_text(
         profile.read_text().replace("stp = false", "stp = true\nforward_delay = 15").replace("forward_delay = 0\n", "")
@@ -45,27 +46,52 @@ def test_changed_file_is_drift_with_diff_and_meaning(fleet: Path) -> None:
     result = run("check", fleet)
     assert result.exit_code == 1
     out = result.stdout
-    assert f"drift   {profile} (1 file(s) differ from {fleet / 'article'})" in out
-    assert "  different: etc/network/interfaces\n" in out
+    assert f"changed {profile} (1 file(s) differ from {fleet / 'article'})" in out
+    assert "  update: etc/network/interfaces\n" in out
     assert "    etc/network/interfaces: br0 inet bridge_stp off → on\n" in out
     assert "\n-    bridge_stp off\n" in out and "\n+    bridge_stp on\n" in out
-    assert out.endswith("3 profiles: 2 ok, 1 drift, 0 invalid\n")
+    assert out.endswith("3 profiles: 2 ok, 1 changed, 0 invalid\n")
 
 
-def test_missing_and_extra_files_are_drift(fleet: Path) -> None:
+def test_missing_and_extra_files_are_create_and_remove(fleet: Path) -> None:
     (fleet / "two-bridges/etc/sysctl.d/bridge.conf").unlink()
     (fleet / "two-bridges/etc/stray.conf").write_text("x\n")
     result = run("check", fleet / "two-bridges.toml")
     assert result.exit_code == 1
-    assert "  missing: etc/sysctl.d/bridge.conf\n" in result.stdout
-    assert "  extra: etc/stray.conf\n" in result.stdout
+    assert "  create: etc/sysctl.d/bridge.conf\n" in result.stdout
+    assert "  remove: etc/stray.conf\n" in result.stdout
 
 
-def test_missing_golden_tree_is_drift(tmp_path: Path) -> None:
+def test_check_and_diff_speak_one_vocabulary(fleet: Path) -> None:
+    """A golden tree read as a root: `check` names each file as `diff` plans it, and never says drift."""
+    golden = fleet / "two-bridges"
+    (golden / "etc/sysctl.d/bridge.conf").unlink()
+    (golden / "etc/stray.conf").write_text("x\n")
+    interfaces = golden / "etc/network/interfaces"
+    interfaces.write_text(interfaces.read_text().replace("bridge_stp off", "bridge_stp on", 1))
+    for xml in golden.glob("etc/libvirt/qemu/networks/*.xml"):
+        xml.chmod(0o600)  # as rendered: a root's mode counts for diff; git does not keep it for check
+    checked = json.loads(run("check", fleet / "two-bridges.toml", "--json").stdout)["profiles"][0]
+    diffed = json.loads(run("diff", fleet / "two-bridges.toml", "--root", golden, "--json").stdout)
+    planned = {c["path"]: c["status"] for c in diffed["changes"] if c["status"] != "unchanged"}
+    assert checked["status"] == "changed"
+    assert (
+        {f["path"]: f["status"] for f in checked["files"] if f["path"] in planned}
+        == planned
+        == {
+            "/etc/sysctl.d/bridge.conf": "create",
+            "/etc/network/interfaces": "update",
+        }
+    )
+    # diff plans only what kvmbridge would write; the golden tree's extra file is check's `remove`.
+    assert {f["path"]: f["status"] for f in checked["files"]}["/etc/stray.conf"] == "remove"
+
+
+def test_missing_golden_tree_is_all_creates(tmp_path: Path) -> None:
     shutil.copy(GOLDEN / "article.toml", tmp_path)
     result = run("check", tmp_path / "article.toml")
     assert result.exit_code == 1
-    assert result.stdout.count("  missing: ") == 6
+    assert result.stdout.count("  create: ") == 6
 
 
 def test_invalid_profile_among_valid_ones_exits_2_and_all_are_reported(fleet: Path) -> None:
@@ -76,11 +102,11 @@ def test_invalid_profile_among_valid_ones_exits_2_and_all_are_reported(fleet: Pa
     lines = result.stdout.splitlines()
     assert f"invalid {fleet / 'broken.toml'}" in lines
     assert f"  {fleet / 'broken.toml'}: bridges.br0.stpp: unknown key; did you mean 'stp'?" in lines
-    assert any(line.startswith(f"drift   {fleet / 'article.toml'}") for line in lines)
-    assert lines[-1] == "4 profiles: 2 ok, 1 drift, 1 invalid"
+    assert any(line.startswith(f"changed {fleet / 'article.toml'}") for line in lines)
+    assert lines[-1] == "4 profiles: 2 ok, 1 changed, 1 invalid"
 
 
-def test_update_rewrites_drifted_trees_and_removes_what_is_no_longer_rendered(fleet: Path) -> None:
+def test_update_rewrites_changed_trees_and_removes_what_is_no_longer_rendered(fleet: Path) -> None:
     profile = fleet / "article.toml"
     profile.write_text(profile.read_text().replace("filter_bridged_traffic = false", "filter_bridged_traffic = true"))
     (fleet / "dhcp-hwaddress/etc/network/interfaces").write_text("stale\n")
@@ -103,14 +129,14 @@ def test_json_output_schema(fleet: Path) -> None:
     assert result.exit_code == 1
     data = json.loads(result.stdout)
     assert set(data) == {"updated", "counts", "profiles"}
-    assert data["counts"] == {"ok": 2, "drift": 1, "invalid": 0}
+    assert data["counts"] == {"ok": 2, "changed": 1, "invalid": 0}
     article = next(p for p in data["profiles"] if p["profile"].endswith("article.toml"))
     assert set(article) == {"profile", "golden", "status", "errors", "files"}
-    assert article["status"] == "drift"
+    assert article["status"] == "changed"
     assert article["files"] == [
         {
             "path": "/etc/sysctl.d/ip_forward.conf",
-            "status": "different",
+            "status": "update",
             "summary": ["etc/sysctl.d/ip_forward.conf: net.ipv4.ip_forward 0 → 1"],
             "diff": article["files"][0]["diff"],
         }
@@ -123,7 +149,7 @@ def test_glob_and_golden_dir_arguments(fleet: Path, tmp_path: Path) -> None:
     shutil.copytree(fleet / "article", elsewhere / "article", symlinks=True)
     result = run("check", str(fleet / "art*.toml"), "--golden", elsewhere)
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == [f"ok      {fleet / 'article.toml'}", "1 profiles: 1 ok, 0 drift, 0 invalid"]
+    assert result.stdout.splitlines() == [f"ok      {fleet / 'article.toml'}", "1 profiles: 1 ok, 0 changed, 0 invalid"]
     nothing = run("check", str(fleet / "nope*.toml"))
     assert (nothing.exit_code, nothing.stderr) == (2, f"{fleet / 'nope*.toml'}: no profile matches\n")
 
@@ -137,7 +163,7 @@ def test_fleet_of_50_checked_broken_diagnosed_fixed_and_clean(tmp_path: Path) ->
     hosts = tmp_path / "fleet"
     profiles = write_fleet(hosts, 50)
     assert run("check", hosts, "--update").exit_code == 0  # first reviewed golden trees
-    assert run("check", hosts).stdout.endswith("50 profiles: 50 ok, 0 drift, 0 invalid\n")
+    assert run("check", hosts).stdout.endswith("50 profiles: 50 ok, 0 changed, 0 invalid\n")
     # Break: one host changes its address, another loses a rendered file, a third is hand-edited.
     p7 = profiles[6]
     p7.write_text(p7.read_text().replace("10.0.6.2/24", "10.0.6.3/24"))
@@ -147,11 +173,11 @@ def test_fleet_of_50_checked_broken_diagnosed_fixed_and_clean(tmp_path: Path) ->
     assert broken.exit_code == 1
     out = broken.stdout
     assert "etc/network/interfaces: br0 inet address 10.0.6.2/24 → 10.0.6.3/24" in out
-    assert f"drift   {hosts / 'host0011.toml'}" in out and "  missing: etc/libvirt/qemu/networks/lan.xml" in out
+    assert f"changed {hosts / 'host0011.toml'}" in out and "  create: etc/libvirt/qemu/networks/lan.xml" in out
     assert "etc/sysctl.d/ip_forward.conf: net.ipv4.ip_forward 0 → 1" in out
-    assert out.endswith("50 profiles: 47 ok, 3 drift, 0 invalid\n")
+    assert out.endswith("50 profiles: 47 ok, 3 changed, 0 invalid\n")
     assert run("check", hosts, "--update").exit_code == 0
-    assert run("check", hosts).stdout.endswith("50 profiles: 50 ok, 0 drift, 0 invalid\n")
+    assert run("check", hosts).stdout.endswith("50 profiles: 50 ok, 0 changed, 0 invalid\n")
 
 
 def test_pre_commit_hook_runs_check_in_a_temporary_repository(tmp_path: Path) -> None:
@@ -230,7 +256,7 @@ def test_parallel_check_prints_and_exits_exactly_as_the_serial_one(tmp_path: Pat
     hosts = tmp_path / "fleet"
     profiles = write_fleet(hosts, 600)
     assert run("check", hosts, "--update", "-j", "2").exit_code == 0
-    assert run("check", hosts, "-j", "2").stdout.endswith("600 profiles: 600 ok, 0 drift, 0 invalid\n")
+    assert run("check", hosts, "-j", "2").stdout.endswith("600 profiles: 600 ok, 0 changed, 0 invalid\n")
     profiles[6].write_text(profiles[6].read_text().replace("10.0.6.2/24", "10.0.6.3/24"))
     (hosts / "host0311/etc/libvirt/qemu/networks/lan.xml").unlink()
     (hosts / "host0598/etc/stray.conf").write_text("x\n")
@@ -242,10 +268,10 @@ def test_parallel_check_prints_and_exits_exactly_as_the_serial_one(tmp_path: Pat
             result = run(*args)
             outputs[jobs, fmt] = (result.exit_code, result.stdout, result.stderr)
     serial = outputs["1", ()]
-    assert serial[0] == 2 and serial[1].endswith("600 profiles: 596 ok, 3 drift, 1 invalid\n")
+    assert serial[0] == 2 and serial[1].endswith("600 profiles: 596 ok, 3 changed, 1 invalid\n")
     lines = serial[1].splitlines()
     assert lines.index(f"invalid {hosts / 'host0450.toml'}") < next(
-        i for i, line in enumerate(lines) if line.startswith(f"drift   {hosts / 'host0598.toml'}")
+        i for i, line in enumerate(lines) if line.startswith(f"changed {hosts / 'host0598.toml'}")
     )
     for (jobs, fmt), got in outputs.items():
         assert got == outputs["1", fmt], (jobs, fmt)

@@ -2,7 +2,7 @@
 
 Reproducer 6 of issue 9: a profile that is /dev/zero, /dev/urandom or a
 FIFO gave a MemoryError or a hang; ~500 nested TOML arrays a RecursionError;
-in `check` these exited 1 ("drift") instead of 2.
+in `check` these exited 1 (a changed golden tree) instead of 2.
 """
 
 from __future__ import annotations

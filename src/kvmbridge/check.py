@@ -24,7 +24,10 @@ from .root import Root
 
 @dataclass
 class HostCheck:
-    """One profile's verdict: `status` is ok, drift or invalid."""
+    """One profile's verdict: `status` is ok, changed (its golden tree differs) or invalid.
+
+    "drift" is kept for its one meaning, a file kvmbridge wrote and someone changed since.
+    """
 
     profile: Path
     golden: Path
@@ -71,7 +74,7 @@ def check_fleet(
 
     `jobs`: worker processes (None: one per usable core once there are enough
     profiles to pay for them). Verdicts keep only what the views and `--update`
-    need, so memory grows with the drift, not with the fleet's rendered files.
+    need, so memory grows with the changes, not with the fleet's rendered files.
     """
     owners: dict[Path, Path] = {}
     for profile in profiles:
@@ -160,7 +163,7 @@ def check_profile(profile: Path, golden: Path | None, templates: Path | None) ->
         return result
     result.changes = compare(result.files, result.golden)
     if result.changes:
-        result.status = "drift"
+        result.status = "changed"
     return result
 
 
@@ -212,12 +215,12 @@ def _update_refusal(result: HostCheck) -> str | None:
 
 
 def update_goldens(results: list[HostCheck]) -> None:
-    """Make every drifted golden tree equal its render; all refusals come before the first write."""
-    drifted = [r for r in results if r.status == "drift"]
-    refusals = [why for why in map(_update_refusal, drifted) if why is not None]
+    """Make every changed golden tree equal its render; all refusals come before the first write."""
+    changed = [r for r in results if r.status == "changed"]
+    refusals = [why for why in map(_update_refusal, changed) if why is not None]
     if refusals:
         raise UsageError(*refusals, "no golden tree was updated")
-    for result in drifted:
+    for result in changed:
         update_golden(result)
 
 

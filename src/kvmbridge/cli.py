@@ -358,7 +358,7 @@ def backups(root: Path) -> None:
     default=None,
     help="Folder of golden trees (DIR/<stem>/); default: each profile's own folder.",
 )
-@click.option("--update", is_flag=True, help="Rewrite the drifted golden trees to match the render.")
+@click.option("--update", is_flag=True, help="Rewrite the changed golden trees to match the render.")
 @click.option(
     "-j",
     "--jobs",
@@ -392,7 +392,7 @@ def check(
     counts = check_counts(results)
     if counts["invalid"]:
         sys.exit(EXIT_INVALID)
-    sys.exit(1 if counts["drift"] and not update else 0)
+    sys.exit(1 if counts["changed"] and not update else 0)
 
 
 @main.command()

@@ -21,7 +21,6 @@ from .plan import Change, Plan, format_for
 from .state import Manifest
 
 GUARD_UNITS = f"{UNIT_DIR}/"
-DRIFT_KINDS = {"create": "missing", "update": "different", "remove": "extra"}
 
 
 def root_flag(root: Path) -> str:
@@ -202,27 +201,28 @@ def confirm_json(done: Confirmed, root: Path) -> dict[str, Any]:
 
 
 def check_counts(results: Sequence[HostCheck]) -> dict[str, int]:
-    return {s: sum(r.status == s for r in results) for s in ("ok", "drift", "invalid")}
+    return {s: sum(r.status == s for r in results) for s in ("ok", "changed", "invalid")}
 
 
 def check_lines(results: Sequence[HostCheck], updated: bool) -> Iterator[str]:
-    """One line per host; a drifted one lists each file with its meaning and diff."""
+    """One line per host; a changed one lists each file as a plan would (create, update, remove) with its
+    meaning and diff: what `--update` does to the golden tree, as `diff` says what `install` does to a root."""
     for r in results:
         if r.status == "invalid":
             yield f"invalid {r.profile}"
             yield from (f"  {line}" for line in r.errors)
-        elif r.status == "drift":
-            verb = "updated" if updated else "drift"
+        elif r.status == "changed":
+            verb = "updated" if updated else "changed"
             yield f"{verb:<7} {r.profile} ({len(r.changes)} file(s) differ from {r.golden})"
             for change in () if updated else r.changes:
-                yield f"  {DRIFT_KINDS[change.status]}: {change.path.lstrip('/')}"
+                yield f"  {change.status}: {change.path.lstrip('/')}"
                 yield from (f"    {line}" for line in semantic(change))
                 yield from unified(change).splitlines()
         else:
             yield f"ok      {r.profile}"
     counts = check_counts(results)
-    drift = f"{counts['drift']} {'updated' if updated else 'drift'}"
-    yield f"{len(results)} profiles: {counts['ok']} ok, {drift}, {counts['invalid']} invalid"
+    changed = f"{counts['changed']} {'updated' if updated else 'changed'}"
+    yield f"{len(results)} profiles: {counts['ok']} ok, {changed}, {counts['invalid']} invalid"
 
 
 def check_json(results: Sequence[HostCheck], updated: bool) -> dict[str, Any]:
@@ -236,8 +236,7 @@ def check_json(results: Sequence[HostCheck], updated: bool) -> dict[str, Any]:
                 "status": r.status,
                 "errors": r.errors,
                 "files": [
-                    {"path": c.path, "status": DRIFT_KINDS[c.status], "summary": semantic(c), "diff": unified(c)}
-                    for c in r.changes
+                    {"path": c.path, "status": c.status, "summary": semantic(c), "diff": unified(c)} for c in r.changes
                 ],
             }
             for r in results
