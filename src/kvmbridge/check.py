@@ -11,10 +11,9 @@ import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.context import ForkProcess
 from pathlib import Path
-from typing import cast
 
 from .errors import KvmbridgeError, UsageError
 from .fileset import RenderedSet
@@ -43,7 +42,8 @@ def expand_profiles(args: Iterable[str]) -> list[Path]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            found.extend(sorted(path.glob("*.toml")))
+            with os.scandir(path) as entries:  # names sort as their paths do: one folder, one prefix
+                found.extend(path / name for name in sorted(e.name for e in entries if e.name.endswith(".toml")))
         elif path.exists():
             found.append(path)
         elif glob.has_magic(arg):
@@ -82,7 +82,8 @@ def check_fleet(
         if tree in owners:
             raise UsageError(f"{profile}: shares its golden tree {tree} with {owners[tree]}; rename one of them")
         owners[tree] = profile
-    return list(_checked(profiles, golden, templates, worker_count(len(profiles), jobs)))
+    pairs = [(profile, tree) for tree, profile in owners.items()]
+    return list(_checked(pairs, templates, worker_count(len(pairs), jobs)))
 
 
 def worker_count(profiles: int, jobs: int | None) -> int:
@@ -91,67 +92,74 @@ def worker_count(profiles: int, jobs: int | None) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), profiles // PER_WORKER))
 
 
-def _checked(profiles: list[Path], golden: Path | None, templates: Path | None, workers: int) -> Iterator[HostCheck]:
+Pair = tuple[Path, Path]
+"""A profile and its golden tree."""
+Verdict = tuple[str, list[str], list[Change]] | None
+"""What a worker sends back for one profile: None for ok (the common case costs the pipe next to nothing)."""
+
+
+def _checked(pairs: list[Pair], templates: Path | None, workers: int) -> Iterator[HostCheck]:
     if workers == 1:
-        yield from (_lean_check(p, golden, templates) for p in profiles)
+        for profile, tree in pairs:
+            yield replace(check_profile(profile, tree, templates), files=())
         return
-    # Contiguous slices, one per forked worker (it inherits the loaded modules and compiled templates);
-    # each sends its verdicts back once, and the parent puts the slices back in order.
-    size = -(-len(profiles) // workers)
-    slices = [profiles[i : i + size] for i in range(0, len(profiles), size)]
+    # Contiguous slices: this process checks the first, one forked worker each of the others (they inherit
+    # the loaded modules and compiled templates) and sends its verdicts back once; the order is the slices'.
+    size = -(-len(pairs) // workers)
+    slices = [pairs[i : i + size] for i in range(0, len(pairs), size)]
     context = multiprocessing.get_context("fork")
     jobs: list[tuple[ForkProcess, Connection]] = []
-    answers: dict[int, tuple[list[HostCheck], BaseException | None]] = {}
     try:
-        for part in slices:
+        for part in slices[1:]:
             receive, send = context.Pipe(duplex=False)
-            process = context.Process(target=_work, args=(part, golden, templates, send), daemon=True)
+            process = context.Process(target=_work, args=(part, templates, send), daemon=True)
             process.start()
             send.close()
             jobs.append((process, receive))
-        pending = {conn: n for n, (_, conn) in enumerate(jobs)}
-        while pending:
-            for ready in wait(list(pending)):
-                conn = cast(Connection, ready)
-                n = pending.pop(conn)
-                try:
-                    answers[n] = conn.recv()
-                except EOFError:
-                    raise RuntimeError("a check worker process died without an answer") from None
+        answers = [_verdicts(slices[0], templates)]
+        for _, conn in jobs:
+            try:
+                answers.append(conn.recv())
+            except EOFError:
+                raise RuntimeError("a check worker process died without an answer") from None
     finally:
         for process, conn in jobs:
             if process.is_alive():
                 process.kill()
             process.join()
             conn.close()
-    for n in range(len(slices)):
-        results, error = answers[n]
-        yield from results
+    for part, (verdicts, error) in zip(slices, answers, strict=True):
+        for (profile, tree), verdict in zip(part, verdicts, strict=False):
+            result = HostCheck(profile, tree)
+            if verdict is not None:
+                result.status, result.errors, result.changes = verdict
+            yield result
         if error is not None:  # where the serial loop would have stopped
             raise error
 
 
-def _work(part: list[Path], golden: Path | None, templates: Path | None, send: Connection) -> None:
-    results: list[HostCheck] = []
-    error: BaseException | None = None
+def _verdicts(part: list[Pair], templates: Path | None) -> tuple[list[Verdict], Exception | None]:
+    verdicts: list[Verdict] = []
     try:
-        for profile in part:
-            results.append(_lean_check(profile, golden, templates))
+        for profile, tree in part:
+            result = check_profile(profile, tree, templates)
+            verdicts.append(None if result.status == "ok" else (result.status, result.errors, result.changes))
     except Exception as exc:
-        error = exc
-    send.send((results, error))
+        return verdicts, exc
+    return verdicts, None
+
+
+def _work(part: list[Pair], templates: Path | None, send: Connection) -> None:
+    send.send(_verdicts(part, templates))
     send.close()
 
 
-def _lean_check(profile: Path, golden: Path | None, templates: Path | None) -> HostCheck:
-    return replace(check_profile(profile, golden, templates), files=())
-
-
-def check_profile(profile: Path, golden: Path | None, templates: Path | None) -> HostCheck:
+def check_profile(profile: Path, tree: Path, templates: Path | None) -> HostCheck:
+    """One profile against its golden tree `tree` (see `golden_dir`)."""
     from .profile import load_profile
     from .render import render
 
-    result = HostCheck(profile, golden_dir(profile, golden))
+    result = HostCheck(profile, tree)
     refusal = unsafe_stem(profile)
     if refusal is not None:
         result.status, result.errors = "invalid", [refusal]

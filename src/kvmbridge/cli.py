@@ -181,13 +181,19 @@ def _print_safety(report: Any, notes: bool = True) -> None:
 def _echo_lines(lines: Iterable[str]) -> None:
     """Print lines, colouring the unified-diff ones on a terminal."""
     color = sys.stdout.isatty()
+    batch: list[str] = []  # one write per few hundred lines: a fleet check prints 10,000
     for line in lines:
         shown = line
         if color and line.startswith("diff "):
             shown = click.style(line, bold=True)
         elif color and line[:1] in ("+", "-", "@") and not line.startswith(("+++", "---")):
             shown = click.style(line, fg={"+": "green", "-": "red", "@": "cyan"}[line[0]])
-        click.echo(shown)
+        batch.append(shown)
+        if len(batch) >= 512:
+            click.echo("\n".join(batch))
+            batch.clear()
+    if batch:
+        click.echo("\n".join(batch))
 
 
 @main.command()

@@ -42,9 +42,18 @@ def environment(override: Path | None = None) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # one run renders with the templates it started with: no stat per file rendered
     )
     env.filters["xml_comment"] = _xml_comment
     return env
+
+
+def _template(env: jinja2.Environment, name: str) -> jinja2.Template:
+    """The compiled template, its globals flattened once: Jinja otherwise copies a ChainMap per render."""
+    template = env.get_template(name)
+    if not isinstance(template.globals, dict):
+        template.globals = dict(template.globals)
+    return template
 
 
 def header(profile: HostProfile) -> str:
@@ -59,7 +68,7 @@ def render(profile: HostProfile, templates: Path | None = None) -> RenderedSet:
     for target in TARGETS:
         for dest, extra in target.wanted(profile):
             try:
-                text = env.get_template(target.template).render(base | extra)
+                text = _template(env, target.template).render(base | extra)
             except jinja2.TemplateError as exc:
                 where = f"{exc.filename}:{exc.lineno}: " if isinstance(exc, jinja2.TemplateSyntaxError) else ""
                 raise KvmbridgeError(f"template {target.template}: {where}{exc.message or exc}") from None

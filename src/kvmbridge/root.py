@@ -236,8 +236,12 @@ class Root:
             return OnDisk("symlink", None, os.readlink(name, dir_fd=fd), *meta)
         if not stat.S_ISREG(st.st_mode):
             return OnDisk("other", None, None, *meta)
-        data = read_regular(fd, name, limit, self.path(dest))
-        return OnDisk("file", data, None, *meta)
+        return self._read_file_at(fd, name, dest, limit)
+
+    def _read_file_at(self, fd: int, name: str, dest: str, limit: int) -> OnDisk:
+        """A regular file, its metadata from the descriptor read (not from an earlier stat of the name)."""
+        data, st = _read_regular_stat(fd, name, limit, lambda: self.path(dest))
+        return OnDisk("file", data, None, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
 
     def listdir(self, dest: str) -> list[tuple[str, str]]:
         """(name, kind) of each entry of folder `dest` ("/" for the root), sorted; [] when missing."""
@@ -279,9 +283,22 @@ class Root:
     def _snapshot_at(self, fd: int, folder: str, limit: int, out: dict[str, OnDisk]) -> None:
         try:
             with os.scandir(fd) as it:
-                entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
-            for name, is_dir in entries:
+                # The entry's type (d_type) says which call to make; the call itself re-checks without
+                # following links, so an entry swapped since the listing is read as what it is now.
+                entries = sorted(
+                    (e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False)) for e in it
+                )
+            for name, is_dir, is_file in entries:
                 dest = f"{folder}/{name}"
+                if is_file:
+                    try:
+                        out[dest] = self._read_file_at(fd, name, dest, limit)
+                        continue
+                    except _NotRegular:
+                        pass
+                    except FileNotFoundError:
+                        out[dest] = OnDisk("missing")
+                        continue
                 if not is_dir:
                     out[dest] = self._read_at(fd, name, dest, limit)
                     continue
@@ -521,24 +538,41 @@ def _finish(fd: int, mode: int, uid: int | None, gid: int | None, *, mtime_ns: i
         os.utime(fd, ns=(mtime_ns, mtime_ns))
 
 
+class _NotRegular(KvmbridgeError):
+    """A name listed as a regular file was not one when opened (a link or a FIFO swapped in)."""
+
+
 def read_regular(dirfd: int | None, name: str | Path, limit: int, label: Path | str, *, follow: bool = False) -> bytes:
     """Read a regular file of at most `limit` bytes; a FIFO, device or huge file is an error, not a hang."""
+    return _read_regular_stat(dirfd, name, limit, lambda: label, follow=follow)[0]
+
+
+def _read_regular_stat(
+    dirfd: int | None, name: str | Path, limit: int, label: Callable[[], Path | str], *, follow: bool = False
+) -> tuple[bytes, os.stat_result]:
+    """`read_regular`, with the opened file's own stat; `label` is only built for a message."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(name, flags, dir_fd=dirfd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise KvmbridgeError(f"{label}: is a symlink; refusing to follow it") from None
+            raise _NotRegular(f"{label()}: is a symlink; refusing to follow it") from None
         raise
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise KvmbridgeError(f"{label}: is a directory, not a file")
+            raise _NotRegular(f"{label()}: is a directory, not a file")
         if not stat.S_ISREG(st.st_mode):
-            raise KvmbridgeError(f"{label}: is not a regular file (a FIFO, socket or device)")
+            raise _NotRegular(f"{label()}: is not a regular file (a FIFO, socket or device)")
         if st.st_size > limit:
-            raise KvmbridgeError(f"{label}: is larger than {limit} bytes; not a file kvmbridge reads")
-        chunks, size = [], 0
+            raise KvmbridgeError(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
+        # One read of the announced size plus one byte: a short read of a regular file is its end, so a
+        # file that did not grow takes one read() instead of two. A file that grew (or /proc's size 0) reads on.
+        want = min(st.st_size, limit) + 1
+        data = os.read(fd, want)
+        if len(data) < want:
+            return data, st
+        chunks, size = [data], len(data)
         while size <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - size))
             if not chunk:
@@ -546,7 +580,7 @@ def read_regular(dirfd: int | None, name: str | Path, limit: int, label: Path | 
             chunks.append(chunk)
             size += len(chunk)
         if size > limit:
-            raise KvmbridgeError(f"{label}: is larger than {limit} bytes; not a file kvmbridge reads")
-        return b"".join(chunks)
+            raise KvmbridgeError(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
+        return b"".join(chunks), st
     finally:
         os.close(fd)
