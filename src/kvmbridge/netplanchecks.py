@@ -11,15 +11,14 @@ from .hostscan import read_config
 from .model import HostProfile
 from .netplanscan import read_netplan
 from .root import Root
+from .rootfiles import RootFiles, read_dpkg_status, root_files
 from .state import State
 
 
 def netplan_files(profile: HostProfile, root: Root, owned: dict[str, str]) -> Iterator[Finding]:
-    from .safety import _files  # safety runs these checks: imported late, no cycle
-
     """Other netplan files: on a netplan target they merge into ours; elsewhere netplan owns the NIC."""
     ours = profile.renderer == "netplan"
-    for path, data in _files(root, "/etc/netplan/*.yaml") + _files(root, "/etc/netplan/*.yml"):
+    for path, data in root_files(root, "/etc/netplan/*.yaml") + root_files(root, "/etc/netplan/*.yml"):
         if ours and path == NETPLAN_FILE:
             continue
         parsed = read_netplan(path, data)
@@ -63,8 +62,6 @@ def interfaces_also_applied(root: Root, state: State, owned: dict[str, str]) -> 
     An `interfaces` kvmbridge wrote is removed by the same install (it is in the state), and with it
     the `source` lines that would pull in anything else.
     """
-    from .safety import RootFiles, read_dpkg_status
-
     packages = read_dpkg_status(root)
     if "/etc/network/interfaces" in state.files or (packages is not None and not packages & {"ifupdown", "ifupdown2"}):
         return

@@ -1,0 +1,115 @@
+"""Safety checks of what `interfaces` sources: files that still configure a port or bridge of the
+profile (KB110) or assign an address the bridge takes (KB109), read as the host's tool reads them."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from .findings import Finding
+from .formats import ifupdown2
+from .formats import interfaces as interfaces_format
+from .formats.ifupdown_sources import expand_source
+from .model import HostProfile
+from .root import Root
+from .rootfiles import RootFiles
+
+
+def owned_names(profile: HostProfile) -> dict[str, str]:
+    """Every interface the profile owns → what it is, for messages."""
+    owned = {name: "bridge" for name in profile.bridges}
+    for name, bridge in profile.bridges.items():
+        owned |= {port: f"port of {name}" for port in bridge.ports}
+    return owned
+
+
+def reads_interfaces(profile: HostProfile) -> bool:
+    return profile.renderer in ("ifupdown", "ifupdown2")
+
+
+def sourced_files(profile: HostProfile, root: Root, dialect: str) -> Iterator[Finding]:
+    """Files our `source` lines pull in still configuring what the profile owns.
+
+    Read with the rules of the host's tool (ifupdown: `source` goes through
+    wordexp and globs, `source-directory` reads only `[A-Za-z0-9_-]` names;
+    ifupdown2 when the target has it installed); a file that tool refuses is
+    a finding of its own, never skipped.
+    """
+    if not reads_interfaces(profile):
+        return
+    load = ifupdown2.load if dialect == "ifupdown2" else interfaces_format.load
+    owned = owned_names(profile)
+    ours = {
+        ip_value(block.address)
+        for b in profile.bridges.values()
+        for block in (b.ipv4, b.ipv6)
+        if block is not None and block.address is not None
+    } - {None}
+    files = RootFiles(root)
+    for pattern in profile.interfaces.source:
+        for path in expand_source("/etc/network/interfaces", pattern, files):
+            try:
+                if files.read(path) is None:
+                    continue
+                parsed = load(path, files)
+            except interfaces_format.InterfacesError as exc:
+                yield Finding(
+                    "KB110",
+                    "error",
+                    exc.file,
+                    f"{dialect} refuses this sourced file ({exc.reason}, line {exc.line}); "
+                    "what it configures cannot be checked",
+                    f"fix or remove {exc.file}",
+                )
+                continue
+            yield from _sourced_findings(parsed, owned, ours)
+
+
+def _sourced_findings(
+    parsed: interfaces_format.Interfaces, owned: dict[str, str], ours: set[IPAddress | None]
+) -> Iterator[Finding]:
+    for stanza in parsed.stanzas:
+        name = stanza.name
+        if name in owned:
+            yield Finding(
+                "KB110",
+                "error",
+                name,
+                f"{stanza.file} (sourced by interfaces) still configures this {owned[name]} (line {stanza.line})",
+                f"remove the {name} stanza from {stanza.file}",
+            )
+        for address in (stanza.get("address") or "").split("\n"):
+            if address and ip_value(address) in ours and name not in owned:
+                yield Finding(
+                    "KB109",
+                    "error",
+                    name,
+                    f"{stanza.file} still assigns {address.split('/')[0]}, which the profile moves to the bridge",
+                    f"remove that address from {stanza.file}",
+                )
+    named = {s.name for s in parsed.stanzas}
+    for cls, names in parsed.allow.items():
+        for name in names:
+            if name in owned and name not in named:
+                word = "auto" if cls == "auto" else f"allow-{cls}"
+                yield Finding(
+                    "KB110",
+                    "error",
+                    name,
+                    f"{parsed.marked_in(cls, name)} marks this {owned[name]} {word}",
+                    f"remove `{word} {name}` from {parsed.marked_in(cls, name)}",
+                )
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def ip_value(text: str) -> IPAddress | None:
+    """An address as a value, so 2001:db8::2 and 2001:0db8:0::2 are the same (and ::ffff:a.b.c.d is IPv4)."""
+    try:
+        address = ipaddress.ip_interface(text.strip()).ip
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
