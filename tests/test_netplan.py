@@ -111,6 +111,38 @@ def test_validate_fails_when_netplan_rejects_the_yaml(tmp_path: Path) -> None:
     assert "etc/netplan/60-kvmbridge.yaml: netplan generate:" in result.stderr
 
 
+def test_max_wait_has_no_netplan_key_so_a_wait_is_warned_about_and_nothing_is_written(tmp_path: Path) -> None:
+    """bridge_maxwait has no netplan equivalent: networkd-wait-online waits for the bridge (until a port
+    forwards) on its own timeout. A profile asking for a wait hears so; the YAML and units are the same."""
+    netplan = require_tool("netplan")
+    text = (GOLDEN / "netplan-article.toml").read_text()
+    assert "max_wait = 0" in text
+    quiet = run("validate", GOLDEN / "netplan-article.toml")
+    assert quiet.exit_code == 0 and "br0.max_wait" not in quiet.stderr
+    waiting = tmp_path / "netplan-article.toml"
+    waiting.write_text(text.replace("max_wait = 0", "max_wait = 7"))
+    result = run("validate", waiting)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: {waiting}: bridges.br0.max_wait: netplan has no bridge_maxwait, so 7 s is not written: at boot "
+        "systemd-networkd-wait-online waits for br0 until a port forwards, up to its own timeout (120 s); "
+        "set max_wait = 0 to say so"
+    ) in result.stderr.splitlines()
+    run("render", waiting, "-o", tmp_path / "root")
+    yaml = "etc/netplan/60-kvmbridge.yaml"  # same profile name, so the same bytes, header included
+    assert (tmp_path / "root" / yaml).read_bytes() == (GOLDEN / "netplan-article" / yaml).read_bytes()
+    (tmp_path / "root/etc/netplan/60-kvmbridge.yaml").chmod(0o600)
+    subprocess.run([netplan, "generate", "--root-dir", tmp_path / "root"], check=True, capture_output=True)
+    generated = units(tmp_path / "root")
+    assert not [key for unit in generated.values() for key in unit if "Online" in key or "Wait" in key]
+    # the stacks that have bridge_maxwait write it, and say nothing
+    for case, line in (("article", "bridge_maxwait 7"), ("ifupdown2-article", "bridge-maxwait 7")):
+        other = tmp_path / f"{case}.toml"
+        other.write_text((GOLDEN / f"{case}.toml").read_text().replace("max_wait = 0", "max_wait = 7"))
+        assert "br0.max_wait" not in run("validate", other).stderr
+        assert line in run("render", other).stdout
+
+
 def test_netplan_file_is_0600_and_no_interfaces_file_is_written(tmp_path: Path) -> None:
     run("render", GOLDEN / "netplan-article.toml", "-o", tmp_path)
     assert modes(tmp_path)["etc/netplan/60-kvmbridge.yaml"] == 0o600

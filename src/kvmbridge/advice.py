@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .keypath import keypath
 from .model import HostProfile
+from .renderers import RENDERERS
 from .rules import Problem
 
 
@@ -32,6 +33,15 @@ def profile_warnings(profile: HostProfile) -> list[Problem]:
                     keypath(*at, "hwaddress"),
                     f"{how}, not the port's, so the host's IPv6 address changes with the move to the bridge"
                     + (f'; set hwaddress = "{bridge.ports[0]}" to keep the port\'s' if bridge.ports else ""),
+                )
+            )
+        if bridge.max_wait and RENDERERS[profile.renderer].max_wait is None:
+            found.append(
+                (
+                    keypath(*at, "max_wait"),
+                    f"{profile.renderer} has no bridge_maxwait, so {bridge.max_wait} s is not written: at boot "
+                    f"systemd-networkd-wait-online waits for {name} until a port forwards, up to its own timeout "
+                    "(120 s); set max_wait = 0 to say so",
                 )
             )
         if not bridge.stp and len(bridge.ports) > 1:

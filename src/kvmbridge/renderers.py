@@ -21,13 +21,16 @@ class Package:
 
 @dataclass(frozen=True)
 class Renderer:
-    """`copies_port_mac`: the stack can give a bridge a port's MAC by the port's name at boot."""
+    """`copies_port_mac`: the stack can give a bridge a port's MAC by the port's name at boot.
+    `max_wait`: how the stack honours a bridge's `max_wait` (bridge_maxwait), or None where it has no
+    such setting (then a profile asking for a wait gets a warning saying what happens instead)."""
 
     name: str
     read_by: str
     copies_port_mac: bool
     packages: tuple[Package, ...]
     ipv6_methods: tuple[str, ...] = ("auto", "dhcp", "static", "manual")
+    max_wait: str | None = "bridge_maxwait"
 
 
 RENDERERS: dict[str, Renderer] = {
@@ -51,11 +54,15 @@ RENDERERS: dict[str, Renderer] = {
         ),
         # ifupdown2 3.0 has no inet6 `auto` method (its parser refuses it)
         ipv6_methods=("dhcp", "static", "manual"),
+        max_wait="bridge-maxwait",
     ),
     "netplan": Renderer(
         "netplan",
         "netplan's systemd generator, then systemd-networkd",
         copies_port_mac=False,
         packages=(Package("netplan.io", "KB104", "nothing turns /etc/netplan/*.yaml into network units at boot"),),
+        # netplan has no per-link wait: systemd-networkd-wait-online waits for every non-`optional` link
+        # (a bridge is online once a port forwards) up to its own --timeout, 120 s by default.
+        max_wait=None,
     ),
 }
