@@ -16,7 +16,8 @@ def guardable_root(root: Path) -> Path:
     files = {
         "usr/lib/systemd/systemd": b"\x7fELF systemd stand-in\n",
         "usr/bin/python3.11": b"\x7fELF python stand-in\n",
-        "opt/kvmbridge/pyvenv.cfg": b"home = /usr/bin\n",
+        "usr/lib/python3.11/os.py": b"",  # the landmark of the standard library Python looks for
+        "opt/kvmbridge/pyvenv.cfg": b"home = /usr/bin\ninclude-system-site-packages = false\n",
         "opt/kvmbridge/lib/python3.11/site-packages/kvmbridge/__init__.py": b"",
         EXECUTABLE.lstrip("/"): b"#!/opt/kvmbridge/bin/python3\nfrom kvmbridge.cli import main\nmain()\n",
     }

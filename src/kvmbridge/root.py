@@ -312,6 +312,59 @@ class Root:
         finally:
             os.close(fd)
 
+    def walk(self, dest: str, max_depth: int = 64) -> Iterator[tuple[str, os.stat_result]]:
+        """Every entry below folder `dest` ("/" for the root) with its `lstat`, folders before their content.
+
+        Each folder is opened from its parent's descriptor without following a
+        link, like `snapshot`: a link is reported as itself, never entered, and a
+        folder swapped for a link mid-walk is skipped. A missing `dest` yields
+        nothing; folders nested deeper than `max_depth` are an error, not a
+        stack overflow or a descriptor per level without end.
+        """
+        parts = [] if dest == "/" else safe_parts(dest)
+        try:
+            with self._folder(parts) as top:
+                stack = [(os.dup(top), "" if dest == "/" else dest, iter(sorted(os.listdir(top))))]
+                try:
+                    while stack:
+                        fd, folder, names = stack[-1]
+                        name = next(names, None)
+                        if name is None:
+                            os.close(stack.pop()[0])
+                            continue
+                        try:
+                            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue
+                        yield f"{folder}/{name}", st
+                        if not stat.S_ISDIR(st.st_mode):
+                            continue
+                        if len(stack) >= max_depth:
+                            raise KvmbridgeError(
+                                f"{self.path(f'{folder}/{name}')}: folders nested more than {max_depth} deep; "
+                                "refusing to walk further"
+                            )
+                        try:
+                            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                        except OSError as exc:
+                            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                                continue
+                            raise
+                        try:
+                            stack.append((child, f"{folder}/{name}", iter(sorted(os.listdir(child)))))
+                        except OSError:
+                            os.close(child)
+                            raise
+                finally:
+                    for fd, _, _ in stack:
+                        os.close(fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return
+            raise self._unreadable(dest, exc) from None
+
     def glob(self, pattern: str) -> list[str]:
         """Destinations matching a shell pattern, component by component, never through a link."""
         found = ["/"]

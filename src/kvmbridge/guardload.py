@@ -1,0 +1,480 @@
+"""Everything Python loads when the boot guard's executable runs, and whether only root can change it.
+
+systemd starts the executable as root with a clean environment (no
+PYTHONPATH, no PYTHONHOME; the working folder is `/`). The kernel reads its
+`#!` line (one line of at most 255 bytes, split at the first blank; a `\\r` is
+part of the name); the interpreter must be a Python ELF named by absolute
+path, since `#!/usr/bin/env python3` lets PATH at boot pick it. Python then
+builds `sys.path` the way 3.11's getpath and Debian's `site.py` do: the
+script's own folder first; `pyvenv.cfg` beside the interpreter's name or one
+folder up makes a venv (its `home` leads to the standard library,
+`include-system-site-packages` adds the system's site folders and root's user
+site); every site folder's `.pth` files add paths or run `import` lines.
+
+All of that is checked as a superset (every site folder layout Debian or
+upstream Python uses; every `python3.N` when the interpreter's name does not
+say which; `DefaultEnvironment=` in /etc/systemd is root's, like `/etc`) and
+walked with `Root.walk`, never through a link: each link met is resolved
+inside the root, every path it passes is checked, and a folder it reaches is
+walked too. A path Python would use but which does not exist
+yet must not be creatable by anyone but root. `import` lines of `.pth` files
+are code in a file only root can write, importing from the same checked
+`sys.path`, like any module; setuptools' editable finders name their source
+folders in the module they import, so those folders are walked as well.
+Out of scope: the dynamic linker, shared libraries and `/etc` (the system
+that systemd itself runs from).
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
+import os
+import posixpath
+import re
+import stat
+from pathlib import Path
+from typing import NoReturn
+
+from .errors import KvmbridgeError
+from .guard import SAFE_EXECUTABLE
+from .root import Root, read_regular
+
+MAX_WALK = 200_000
+MAX_PROBLEMS = 8
+TEMPORARY_FS = {"tmpfs", "ramfs"}
+ELF = b"\x7fELF"
+# Interpreter options that only ever shrink what Python loads: the checked superset stays one.
+HARMLESS_OPTIONS = re.compile(r"-[BEIOSsu]+")
+PYTHON = re.compile(r"python3(?:\.([0-9]+))?")
+EDITABLE_FINDER = re.compile(r"\b(__editable___[A-Za-z0-9_]+_finder)\b")
+
+
+def resolve(root: Root, dest: str, limit: int = 40) -> tuple[Path, list[Path], bool]:
+    """Follow `dest` inside the root (links included, `..` as the kernel does).
+
+    Returns the real path (or, when a name on the way is missing, the deepest
+    folder that exists: whoever can write it can create the rest), every path
+    passed, and whether `dest` exists.
+    """
+    parts = [p for p in dest.split("/") if p]
+    current, visited, links = root.prefix, [root.prefix], 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            current = current.parent if current != root.prefix else current
+            continue
+        candidate = current / part
+        try:
+            st = candidate.lstat()
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return current, visited, False
+            raise
+        visited.append(candidate)
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > limit:
+                raise OSError(errno.ELOOP, "too many levels of symbolic links", str(candidate))
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = root.prefix
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        current = candidate
+    return current, visited, True
+
+
+def untrusted(st: os.stat_result) -> str | None:
+    """Why anyone but root could change this file or folder (None: only root can)."""
+    if st.st_uid != 0:
+        return f"owned by uid {st.st_uid}, not root"
+    if st.st_mode & 0o022:
+        who = {0o022: "group and others", 0o020: "its group", 0o002: "others"}[st.st_mode & 0o022]
+        return f"writable by {who}"
+    return None
+
+
+def load_problems(root: Root, executable: str, real: Path) -> list[str]:
+    """Why the code the guard's executable (`real`, resolved) loads at boot cannot be trusted (empty: fine)."""
+    loads = _Loads(root)
+    try:
+        loads.python(executable, real)
+    except _Stop:  # the problem that stopped it is recorded
+        pass
+    except (KvmbridgeError, OSError) as exc:
+        loads.problem(f"{real}: cannot check what it loads at boot: {exc}")
+    loads.temporary(skip=real)
+    problems = loads.problems[:MAX_PROBLEMS]
+    if len(loads.problems) > MAX_PROBLEMS:
+        problems.append(f"... and {len(loads.problems) - MAX_PROBLEMS} more such paths")
+    return problems
+
+
+class _Stop(Exception):
+    """Nothing further can be determined (an earlier problem says why)."""
+
+
+class _Loads:
+    def __init__(self, root: Root) -> None:
+        self.root = root
+        self.problems: list[str] = []
+        self.checked: set[Path] = set()
+        self.walked: set[tuple[int, int]] = set()
+        self.devices: dict[int, Path] = {}
+        self.entries = 0
+        self.queue: list[tuple[Path, str]] = []
+
+    def dest(self, real: Path) -> str:
+        return "/" + real.relative_to(self.root.prefix).as_posix() if real != self.root.prefix else "/"
+
+    def shown(self, dest: str) -> Path:
+        return self.root.prefix / dest.lstrip("/")
+
+    def problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+
+    # -- the chain: executable, #! line, interpreter, venv, sys.path ---------------------------
+
+    def python(self, executable: str, real: Path) -> None:
+        interpreter, real_interp, version = self.interpreter(executable, real)
+        venv = self.venv(interpreter)
+        start = venv[1] if venv and venv[1] is not None else posixpath.dirname(self.dest(real_interp))
+        prefix, versions = self.prefix(start, interpreter, version)
+        self.tree(real.parent, f"the folder of {executable}, first on sys.path")
+        for v in versions:
+            self.path(f"{prefix}/lib/python3{v}.zip", "on sys.path", missing_ok=True)
+            for lib in ("lib", "lib64"):
+                self.tree_or_file(f"{prefix}/{lib}/python3.{v}", "the standard library")
+        prefixes = []
+        if venv:
+            self.tree_or_file(venv[0], "")
+            prefixes.append(venv[0])
+        if not venv or venv[2]:
+            prefixes += [prefix, f"{self.root_home()}/.local"]
+        for site_prefix in prefixes:
+            for v in versions:
+                for folder in (
+                    f"{site_prefix}/lib/python3.{v}/site-packages",
+                    f"{site_prefix}/lib/python3.{v}/dist-packages",
+                    f"{site_prefix}/lib64/python3.{v}/site-packages",
+                    f"{site_prefix}/local/lib/python3.{v}/dist-packages",
+                    f"{site_prefix}/lib/python3/dist-packages",
+                ):
+                    self.site(posixpath.normpath(folder))
+        self.drain()
+
+    def interpreter(self, executable: str, real: Path) -> tuple[str, Path, str | None]:
+        """The interpreter the kernel runs for `executable`, checked to be a Python ELF; and its 3.N."""
+        head = self.head(real, executable)
+        if head.startswith(ELF):
+            self.stop(f"{executable}: an ELF binary, not kvmbridge's console script; cannot tell what it loads at boot")
+        if not head.startswith(b"#!"):
+            self.stop(f"{executable}: has no #! line; systemd's execve would fail at boot (Exec format error)")
+        line, newline, _ = head[2:].partition(b"\n")
+        if not newline:
+            self.stop(f"{executable}: its #! line is longer than the kernel's 255 bytes")
+        if b"\r" in line:
+            self.stop(
+                f"{executable}: its #! line ends in a carriage return (CRLF); the kernel would look for an "
+                "interpreter whose name ends in \\r"
+            )
+        try:
+            text = line.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        words = text.strip(" \t").split(None, 1)
+        if not text.isprintable() or not words or not SAFE_EXECUTABLE.fullmatch(words[0]):
+            self.stop(f"{executable}: its #! line does not name an interpreter by a plain absolute path")
+        interpreter = words[0]
+        if posixpath.basename(interpreter) == "env":
+            self.stop(
+                f"{executable}: its #! line runs {interpreter}, so PATH at boot picks the interpreter; "
+                "name the interpreter by absolute path (as pip writes it)"
+            )
+        if len(words) > 1 and not HARMLESS_OPTIONS.fullmatch(words[1].strip(" \t")):
+            self.stop(f"{executable}: cannot tell what '#!{interpreter} {words[1].strip()}' loads")
+        real_interp = self.path(interpreter, f"the interpreter of {executable}")
+        assert real_interp is not None
+        what = f"{self.shown(interpreter)} (the interpreter of {executable})"
+        st = real_interp.lstat()
+        if stat.S_ISDIR(st.st_mode):
+            self.stop(f"{what}: is a folder, not an executable file")
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+            self.stop(f"{what}: is not an executable file")
+        if not self.head(real_interp, what).startswith(ELF):
+            self.stop(f"{what}: is not an ELF binary (a script?); cannot tell what it loads at boot")
+        name = PYTHON.fullmatch(real_interp.name)
+        if not name:
+            self.stop(f"{what}: {real_interp.name} is not a python3 interpreter; cannot tell what it loads at boot")
+        return interpreter, real_interp, name.group(1)
+
+    def venv(self, interpreter: str) -> tuple[str, str | None, bool] | None:
+        """(sys.prefix, home, includes system site) when site.py finds a pyvenv.cfg for this name:
+        beside it or one folder up, and sys.prefix is then the folder above the interpreter's."""
+        folder = posixpath.dirname(posixpath.normpath(interpreter))
+        for candidate in (folder, posixpath.dirname(folder)):
+            cfg = posixpath.join(candidate, "pyvenv.cfg")
+            real = self.path(cfg, "the virtualenv's settings", missing_ok=True)
+            if real is None or not real.is_file():
+                continue
+            text = self.read(real, cfg)
+            home, system = None, "true"
+            for row in text.splitlines():
+                key, eq, value = row.partition("=")
+                if not eq:
+                    continue
+                key, value = key.strip().lower(), value.strip()
+                if key == "home":
+                    home = value
+                elif key == "include-system-site-packages":
+                    system = value.lower()
+            if home is not None and not home.startswith("/"):
+                self.stop(f"{self.shown(cfg)}: home = {home!r} is not an absolute path; cannot tell what loads")
+            return posixpath.dirname(folder), home, system == "true"
+        return None
+
+    def prefix(self, start: str, interpreter: str, version: str | None) -> tuple[str, list[str]]:
+        """The base prefix as getpath finds it: the nearest folder above `start` with lib/python3.N/os.py."""
+        current = posixpath.normpath(start)
+        while True:
+            lib, _, found = resolve(self.root, posixpath.join(current, "lib"))
+            if found and lib.is_dir():
+                versions = sorted(
+                    m.group(1)
+                    for name, _ in self.root.listdir(self.dest(lib))
+                    if (m := PYTHON.fullmatch(name))
+                    and m.group(1)
+                    and version in (None, m.group(1))
+                    and resolve(self.root, f"{current}/lib/{name}/os.py")[2]
+                )
+                if versions:
+                    return current, versions
+            if current == "/":
+                self.stop(
+                    f"{self.shown(start)}: no standard library (lib/python3.N/os.py) above it; "
+                    f"cannot tell what {interpreter} loads at boot"
+                )
+            current = posixpath.dirname(current)
+
+    def root_home(self) -> str:
+        """Root's home as Python's user site finds it (HOME at boot is root's passwd entry)."""
+        try:
+            passwd = self.root.read("/etc/passwd", limit=1 << 20).data or b""
+        except KvmbridgeError:
+            passwd = b""
+        for row in passwd.decode("utf-8", "replace").splitlines():
+            fields = row.split(":")
+            if len(fields) >= 6 and fields[0] == "root" and fields[5].startswith("/"):
+                return posixpath.normpath(fields[5])
+        return "/root"
+
+    def site(self, folder: str) -> None:
+        """A site folder: its content and what its .pth files add (Python reads them in name order)."""
+        real = self.path(folder, "a site folder on sys.path", missing_ok=True)
+        if real is None or not real.is_dir():
+            return
+        self.tree(real, "on sys.path")
+        for name, _ in self.root.listdir(self.dest(real)):
+            if name.endswith(".pth"):
+                self.pth(folder, name)
+
+    def pth(self, folder: str, name: str) -> None:
+        dest = f"{folder}/{name}"
+        real = self.path(dest, "a .pth file Python reads at boot")
+        if real is None or not real.is_file():
+            return
+        for row in self.read(real, dest).splitlines():
+            if row.startswith("#") or not row.strip():
+                continue
+            if row.startswith(("import ", "import\t")):
+                for finder in EDITABLE_FINDER.findall(row):
+                    self.editable(folder, finder, dest)
+                continue
+            added = posixpath.normpath(posixpath.join(folder, row.rstrip()))
+            if "\0" in added:
+                continue
+            self.tree_or_file(added, f"added to sys.path by {self.shown(dest)}")
+
+    def editable(self, folder: str, module: str, pth: str) -> None:
+        """setuptools' editable finder: the source folders it maps are what `import kvmbridge` loads."""
+        dest = f"{folder}/{module}.py"
+        real = self.path(dest, f"imported by {self.shown(pth)}", missing_ok=True)
+        if real is None or not real.is_file():
+            return
+        paths: list[str] = []
+        try:
+            for node in ast.parse(self.read(real, dest)).body:
+                targets = (
+                    node.targets
+                    if isinstance(node, ast.Assign)
+                    else [node.target]
+                    if isinstance(node, ast.AnnAssign)
+                    else []
+                )
+                value_node = getattr(node, "value", None)
+                if value_node is not None and any(
+                    isinstance(t, ast.Name) and t.id in ("MAPPING", "NAMESPACES") for t in targets
+                ):
+                    value = ast.literal_eval(value_node)
+                    for item in value.values():
+                        paths += [item] if isinstance(item, str) else list(item)
+        except (SyntaxError, ValueError, TypeError, AttributeError):
+            self.stop(f"{self.shown(dest)}: cannot tell which folders this editable install loads")
+        for path in paths:
+            if not isinstance(path, str) or not path.startswith("/"):
+                self.stop(f"{self.shown(dest)}: cannot tell which folders this editable install loads")
+            self.tree_or_file(posixpath.normpath(path), f"loaded through {self.shown(dest)}")
+
+    def tree_or_file(self, dest: str, why: str) -> None:
+        real = self.path(dest, why, missing_ok=True)
+        if real is not None and real.is_dir():
+            self.tree(real, why)
+
+    # -- checking paths ---------------------------------------------------------------------------
+
+    def path(self, dest: str, why: str, *, missing_ok: bool = False) -> Path | None:
+        """Resolve `dest`, checking every path passed: its real path, or None when it does not exist
+        (then the deepest folder that does was checked: only root may create the rest)."""
+        try:
+            real, visited, found = resolve(self.root, dest)
+        except OSError as exc:
+            self.stop(f"{self.shown(dest)}: cannot resolve: {exc.strerror or exc} ({why})")
+        for path in visited:
+            self.check(path, why)
+        if not found:
+            if not missing_ok:
+                self.stop(f"{self.shown(dest)}: does not exist ({why})")
+            return None
+        return real
+
+    def check(self, path: Path, why: str) -> None:
+        if path in self.checked:
+            return
+        self.checked.add(path)
+        try:
+            st = path.lstat()
+        except OSError as exc:
+            self.stop(f"{path}: cannot read: {exc.strerror}")
+        self.entry(path, st, why)
+
+    def entry(self, path: Path, st: os.stat_result, why: str) -> None:
+        self.devices.setdefault(st.st_dev, path)
+        if stat.S_ISLNK(st.st_mode):
+            return
+        problem = untrusted(st)
+        if problem:
+            self.problem(f"{path}: {problem}; its code runs as root at boot" + (f" ({why})" if why else ""))
+
+    def tree(self, top: Path, why: str) -> None:
+        """Walk the real folder `top` (queued: links lead to folders that lead to links, without recursion)."""
+        self.queue.append((top, why))
+
+    def drain(self) -> None:
+        while self.queue:
+            self.walk(*self.queue.pop(0))
+
+    def walk(self, top: Path, why: str) -> None:
+        """Every entry below the real folder `top`; links met are resolved, checked and queued in turn."""
+        st = top.lstat()
+        if (st.st_dev, st.st_ino) in self.walked:
+            return
+        self.walked.add((st.st_dev, st.st_ino))
+        links = []
+        try:
+            for dest, entry in self.root.walk(self.dest(top)):
+                self.entries += 1
+                if self.entries > MAX_WALK:
+                    self.stop(f"{top}: more than {MAX_WALK} files to check; cannot tell who can change them")
+                path = self.shown(dest)
+                self.checked.add(path)
+                if stat.S_ISDIR(entry.st_mode):
+                    self.walked.add((entry.st_dev, entry.st_ino))
+                if stat.S_ISLNK(entry.st_mode):
+                    links.append(dest)
+                self.entry(path, entry, why)
+        except KvmbridgeError as exc:
+            self.stop(str(exc))
+        for dest in links:
+            self.tree_or_file(dest, f"the link {self.shown(dest)} leads there")
+
+    def head(self, real: Path, what: str) -> bytes:
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            self.stop(f"{what}: cannot read: {exc.strerror}")
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                self.stop(f"{what}: is not a regular file")
+            return os.read(fd, 256)
+        finally:
+            os.close(fd)
+
+    def read(self, real: Path, dest: str) -> str:
+        label = self.shown(dest)
+        try:
+            return read_regular(None, real, 1 << 20, label).decode("utf-8")
+        except KvmbridgeError as exc:
+            self.stop(str(exc))
+        except UnicodeDecodeError:
+            self.stop(f"{label}: not UTF-8 text; cannot tell what Python makes of it at boot")
+        except OSError as exc:
+            self.stop(f"{label}: cannot read: {exc.strerror}")
+
+    def stop(self, text: str) -> NoReturn:
+        self.problem(text)
+        raise _Stop
+
+    # -- temporary file systems ---------------------------------------------------------------
+
+    def temporary(self, skip: Path) -> None:
+        """Anything loaded that lies on tmpfs or ramfs is gone after the very reboot the guard guards."""
+        types = mount_types()
+        skipped = skip.lstat().st_dev if skip.exists() else None
+        for device, path in self.devices.items():
+            if device == skipped:
+                continue
+            fstype = types.get(device) or mount_type(path)
+            if fstype in TEMPORARY_FS:
+                self.problem(
+                    f"{path}: lies on a temporary file system ({fstype}); the guard loads it at boot "
+                    "and it would be gone after the reboot"
+                )
+
+
+def _mountinfo() -> list[tuple[int, str, str]]:
+    try:
+        text = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5 or ":" not in fields[2]:
+            continue
+        major, minor = fields[2].split(":", 1)
+        out.append((os.makedev(int(major), int(minor)), _unescape(fields[4]), line.split(" - ", 1)[1].split()[0]))
+    return out
+
+
+def mount_types() -> dict[int, str]:
+    """File system type by device number, from this process's mountinfo (field 3 is st_dev)."""
+    return {device: fstype for device, _, fstype in _mountinfo()}
+
+
+def mount_type(path: Path) -> str | None:
+    """The file system type of the mount holding `path` (by path: btrfs subvolumes have their own st_dev)."""
+    real = os.path.realpath(path)
+    best, best_type = "", None
+    for _, point, fstype in _mountinfo():
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, fstype
+    return best_type
+
+
+def _unescape(text: str) -> str:
+    return text.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
