@@ -113,8 +113,7 @@ def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
         elif hwaddress != "none":
             bridge["hwaddress"] = draw(MAC)
         if draw(st.booleans()):
-            methods = ["dhcp", "manual"] if renderer == "ifupdown2" else ["auto", "dhcp", "manual"]
-            bridge["ipv6"] = {"method": draw(st.sampled_from(methods))}
+            bridge["ipv6"] = {"method": draw(st.sampled_from(["auto", "dhcp", "manual"]))}
             if bridge["ipv6"]["method"] != "manual" and draw(st.booleans()):
                 bridge["ipv6"]["accept_ra"] = 2  # 1 is refused with ipv6_forward, 0 with these methods
         bridges[name] = bridge
@@ -183,7 +182,17 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
                 v6["accept_ra"] = str(b.ipv6.accept_ra)
             elif p.sysctl.ipv6_forward and b.ipv6.method in ("auto", "dhcp"):
                 v6["accept_ra"] = "2"  # RAs reach a forwarding interface only at 2
-            ifaces[f"{name} inet6"] = {"method": b.ipv6.method, "options": v6}
+            method = b.ipv6.method
+            if p.renderer == "ifupdown2":
+                # ifupdown2 3.0 has no inet6 auto and ignores an accept-ra keyword: the kernel's own
+                # SLAAC, let in by sysctl commands ifupdown2 runs once the bridge is up
+                accept_ra = v6.pop("accept_ra", "1" if method == "auto" else None)
+                up = [f"sysctl -q -w net/ipv6/conf/{name}/accept_ra={accept_ra}"] if accept_ra else []
+                if method == "auto":
+                    method, up = "manual", [*up, f"sysctl -q -w net/ipv6/conf/{name}/autoconf=1"]
+                if up:
+                    v6["up"] = up
+            ifaces[f"{name} inet6"] = {"method": method, "options": v6}
     auto = ["lo", *p.bridges]
     if p.renderer == "ifupdown2":
         # ifupdown2's reading: every option a list (it keeps repeats), each stanza knows whether it is auto
@@ -191,7 +200,7 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             key: {
                 "method": st["method"],
                 "auto": key.split()[0] in auto,
-                "options": {k.replace("accept_ra", "accept-ra"): [v] for k, v in st["options"].items()},
+                "options": {k: v if isinstance(v, list) else [v] for k, v in st["options"].items()},
             }
             for key, st in ifaces.items()
         }

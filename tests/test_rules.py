@@ -131,12 +131,6 @@ FAILING = [
         "write the MAC itself (`ip link show eth0`, or `kvmbridge init --from-host`)",
     ),
     (
-        "ipv6-auto-on-ifupdown2",
-        profile(BASE_BRIDGE + 'ipv6 = { method = "auto" }', top='renderer = "ifupdown2"'),
-        "bridges.br0.ipv6.method: 'auto' is not an ipv6 method ifupdown2 reads (choose one of: dhcp, static, "
-        'manual; with "manual" the kernel still autoconfigures from router ads)',
-    ),
-    (
         "hwaddress-multicast",
         profile(BASE_BRIDGE + 'hwaddress = "01:00:5e:00:00:01"'),
         "bridges.br0.hwaddress: 01:00:5e:00:00:01 is a multicast address; a bridge needs a unicast MAC",

@@ -52,8 +52,9 @@ RENDERERS: dict[str, Renderer] = {
         packages=(
             Package("ifupdown2", "KB104", "nothing reads /etc/network/interfaces in ifupdown2's dialect at boot"),
         ),
-        # ifupdown2 3.0 has no inet6 `auto` method (its parser refuses it)
-        ipv6_methods=("dhcp", "static", "manual"),
+        # ifupdown2 3.0 (Debian 12) refuses inet6 `auto` and reads no accept-ra keyword (its dhcp addon
+        # looks for `accept_ra`, a name its parser rewrites to accept-ra): SLAAC is written as
+        # `inet6 manual` with `up sysctl` lines for accept_ra and autoconf, which every version runs.
         max_wait="bridge-maxwait",
     ),
     "netplan": Renderer(
