@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,8 @@ SITUATIONS = [
     ),
     ("cloud-init-disabled", ARTICLE, [("KB110", "error", "eth0")]),
     ("sourced-port", ARTICLE, [("KB110", "error", "eth0")]),
-    ("sourced-address", ARTICLE, [("KB109", "error", "eth0:1")]),
+    # an alias of the port: the bridge's address, and any address at all, lands on the enslaved eth0
+    ("sourced-address", ARTICLE, [("KB109", "error", "eth0:1"), ("KB110", "error", "eth0:1")]),
     ("sourced-address6", GOLDEN / "ipv6.toml", [("KB109", "error", "eth1")]),  # same address, other spelling
     ("libvirt-conflict", ARTICLE, [("KB108", "error", "bridge-network")]),
 ]
@@ -388,3 +390,71 @@ def test_ssh_over_a_link_local_address_with_its_scope_is_checked(tmp_path: Path,
     dhcp = 'ports = ["eth0"]\nipv4 = { method = "dhcp" }'
     assert live_findings(tmp_path / "new-mac", live, dhcp) == [("KB101", "error", "eth0")]
     assert live_findings(tmp_path / "kept-mac", live, 'hwaddress = "eth0"\n' + dhcp) == []
+
+
+# Sourced-file lines that name what the profile owns without an `iface` stanza of that name (outside
+# review of #13, F6 and F7): each with what ifupdown then does, shown for real below.
+SOURCED_LINES = [
+    ("mapping br0\n  script /usr/local/sbin/site-map\n\niface lan inet dhcp\n", [("KB110", "error", "br0")]),
+    ("mapping eth*\n  script /usr/local/sbin/site-map\n", [("KB110", "error", "eth0")]),
+    ("mapping en*\n  script /usr/local/sbin/site-map\n", []),
+    ("no-scripts br0\n", [("KB110", "error", "br0")]),
+    ("rename eth0=lan0\n", [("KB110", "error", "eth0")]),
+    ("rename enp1s0=eth0\n", [("KB110", "error", "eth0")]),
+    ("no-auto-down eth0\n", [("KB110", "warning", "eth0")]),
+    ("auto eth0:1\niface eth0:1 inet static\n  address 198.51.100.9/24\n", [("KB110", "error", "eth0:1")]),
+    ("iface eth0.100 inet static\n  address 198.51.100.9/24\n", [("KB110", "warning", "eth0.100")]),
+    # the bridge's own alias or VLAN is a legitimate extra, kept by the `source` line for that
+    ("auto br0:1\niface br0:1 inet static\n  address 198.51.100.9/24\n", []),
+    ("iface br0.100 inet manual\n", []),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SOURCED_LINES, ids=[t.split("\n")[0] for t, _ in SOURCED_LINES])
+def test_sourced_mapping_no_scripts_rename_and_port_aliases_are_kb110(
+    tmp_path: Path, text: str, expected: list[tuple[str, str, str]]
+) -> None:
+    root = make_root(tmp_path)
+    (root / "etc/network/interfaces.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/network/interfaces.d/site").write_text(text)
+    report = findings(ARTICLE, root)
+    assert ids(report) == sorted(expected)
+    for finding in report.findings:
+        assert finding.subject in finding.line() and "/etc/network/interfaces.d/site" in finding.line()
+
+
+def test_what_ifupdown_does_with_those_lines_is_real(tmp_path: Path) -> None:
+    """The real ifup, dry run (-n -v) over the rendered interfaces plus the sourced file: a mapping
+    configures what its script prints instead of br0, no-scripts drops the hooks that build the
+    bridge, an alias stanza adds its address to the port itself."""
+    ifup = require_tool("ifup")
+    tree = tmp_path / "tree"
+    assert run("render", ARTICLE, "-o", tree).exit_code == 0
+    site = tmp_path / "site"
+    rendered = (tree / "etc/network/interfaces").read_text()
+    interfaces = tmp_path / "interfaces"
+    interfaces.write_text(rendered.replace("source /etc/network/interfaces.d/*", f"source {site}"))
+    script = tmp_path / "site-map"
+    script.write_text("#!/bin/sh\necho lan\n")
+    script.chmod(0o755)
+
+    def dry_run(text: str, *names: str) -> str:
+        site.write_text(text)
+        state = tmp_path / "state"
+        state.mkdir(exist_ok=True)
+        result = subprocess.run(
+            [ifup, "-n", "-v", "--state-dir", state, "-i", interfaces, *names],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout + result.stderr
+
+    mapped = dry_run(f"mapping br0\n  script {script}\n\niface lan inet dhcp\n", "br0")
+    assert "br0=lan" in mapped and "bridge_ports" not in mapped and "10.0.0.2" not in mapped, mapped
+    hooks = [line for line in dry_run("", "br0").splitlines() if "if-pre-up.d" in line]
+    assert hooks, "bridge-utils' hook runs from if-pre-up.d"
+    no_scripts = dry_run("no-scripts br0\n", "br0")
+    assert not [line for line in no_scripts.splitlines() if "if-pre-up.d" in line], no_scripts
+    alias = dry_run("iface eth0:1 inet static\n  address 198.51.100.9/24\n", "eth0:1")
+    assert "dev eth0:1" in alias and "198.51.100.9" in alias, alias

@@ -119,6 +119,8 @@ class Interfaces:
     files: tuple[str, ...] = ()
     marks: tuple[tuple[str, str, str, int], ...] = ()
     renames: tuple[str, ...] = ()
+    # (keyword, word, file, line) of each `no-auto-down`, `no-scripts` and `rename` word: where it was said
+    said: tuple[tuple[str, str, str, int], ...] = ()
 
     def marked_in(self, cls: str, name: str) -> str:
         """The file whose `auto`/`allow-CLASS` line first names `name`."""
@@ -220,6 +222,7 @@ class _Reader:
         self.seen: list[str] = []
         self.marks: list[tuple[str, str, str, int]] = []
         self.renames: list[str] = []
+        self.said: list[tuple[str, str, str, int]] = []
 
     def result(self) -> Interfaces:
         stanzas = tuple(
@@ -237,6 +240,7 @@ class _Reader:
             tuple(self.seen),
             tuple(self.marks),
             tuple(self.renames),
+            tuple(self.said),
         )
 
     def read(self, path: str, data: bytes, files: SourceFiles) -> None:
@@ -270,6 +274,7 @@ class _Reader:
                     current = None
             elif first == "rename":
                 self.renames.extend(words(rest))
+                self.said += [("rename", pair, path, number) for pair in words(rest)]
                 current = None
             elif isinstance(current, _Iface):
                 _add_option(current, first, rest, path, number)
@@ -288,6 +293,7 @@ class _Reader:
     def _mark(self, keyword: str, names: list[str], path: str, number: int) -> None:
         if keyword in ("no-auto-down", "no-scripts"):
             (self.no_auto_down if keyword == "no-auto-down" else self.no_scripts).extend(names)
+            self.said += [(keyword, name, path, number) for name in names]
             return
         cls = "auto" if keyword == "auto" else keyword[6:]
         listed = self.allow.setdefault(cls, [])
