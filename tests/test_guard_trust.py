@@ -138,6 +138,28 @@ def test_without_a_venv_the_system_site_folders_and_the_script_s_folder_are_chec
     armed(root)
 
 
+def test_where_python_looks_for_its_standard_library_first_must_be_root_s(root: Path) -> None:
+    local = root / "usr/local"
+    (local / "bin").mkdir(parents=True)
+    os.chown(local, 1000, 1000)
+    (root / "opt/kvmbridge/pyvenv.cfg").write_text("home = /usr/local/bin\ninclude-system-site-packages = false\n")
+    # getpath tries /usr/local/bin/lib/python3.11/os.py and /usr/local/lib/... before /usr/lib/python3.11
+    assert f"{local}: owned by uid 1000, not root; its code runs as root at boot (where Python looks" in refused(root)
+
+
+@pytest.mark.parametrize(
+    ("rel", "problem"),
+    [
+        ("usr/bin/python3.11._pth", "{root}/usr/bin: holds a ._pth file, which replaces sys.path"),
+        ("opt/kvmbridge/bin/python._pth", "{root}/opt/kvmbridge/bin: holds a ._pth file, which replaces sys.path"),
+        ("usr/bin/pybuilddir.txt", "{root}/usr/bin/pybuilddir.txt: Python would run from a build tree"),
+    ],
+)
+def test_files_that_replace_python_s_own_path_search_are_refused(root: Path, rel: str, problem: str) -> None:
+    write(root / rel, "/home/u\n")
+    assert problem.format(root=root) in refused(root)
+
+
 def test_an_env_shebang_is_refused_because_path_at_boot_picks_python(root: Path) -> None:
     write(root / EXECUTABLE.lstrip("/"), "#!/usr/bin/env python3\nfrom kvmbridge.cli import main\nmain()\n", 0o755)
     write(root / "usr/bin/env", b"\x7fELF env stand-in\n", 0o755)
@@ -220,6 +242,25 @@ def test_an_executable_that_execve_cannot_run_is_refused(
         python.write_text('#!/bin/sh\nexec /usr/bin/python3.12 "$@"\n')
     interp = f"{root}/opt/kvmbridge/bin/python3 (the interpreter of {EXECUTABLE})"
     assert problem.format(exe=EXECUTABLE, interp=interp, root=root) in refused(root)
+
+
+def test_an_interpreter_on_a_noexec_mount_is_refused(root: Path) -> None:
+    require_tool("unshare")
+    usr_bin = root / "usr/bin"  # the executable itself on noexec: choose_executable finds no executable
+    before = tree(root)
+    script = (
+        f"mount --bind {usr_bin} {usr_bin} && mount -o remount,bind,noexec {usr_bin} && "
+        f"exec {sys.executable} -m kvmbridge install {ARTICLE} --root {root} --confirm-within 1m"
+    )
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    interpreter = f"{root}/opt/kvmbridge/bin/python3 (the interpreter of {EXECUTABLE})"
+    assert (
+        f"{interpreter}: lies on a file system mounted noexec; systemd's execve would fail at boot\n" in result.stderr
+    )
+    assert tree(root) == before
 
 
 def test_harmless_interpreter_options_are_accepted(root: Path) -> None:

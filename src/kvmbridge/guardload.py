@@ -142,6 +142,11 @@ class _Loads:
     def python(self, executable: str, real: Path) -> None:
         interpreter, real_interp, version = self.interpreter(executable, real)
         venv = self.venv(interpreter)
+        homes = [venv[1]] if venv and venv[1] else []
+        for folder in {posixpath.dirname(interpreter), *homes}:
+            real_folder, _, found = resolve(self.root, folder)
+            self.pth_override(real_folder if found else None)
+        self.pth_override(real_interp.parent)
         start = venv[1] if venv and venv[1] is not None else posixpath.dirname(self.dest(real_interp))
         prefix, versions = self.prefix(start, interpreter, version)
         self.tree(real.parent, f"the folder of {executable}, first on sys.path")
@@ -207,10 +212,19 @@ class _Loads:
             self.stop(f"{what}: is not an executable file")
         if not self.head(real_interp, what).startswith(ELF):
             self.stop(f"{what}: is not an ELF binary (a script?); cannot tell what it loads at boot")
+        for path, label in ((real, executable), (real_interp, what)):
+            if "noexec" in mount_of(path)[1]:
+                self.stop(f"{label}: lies on a file system mounted noexec; systemd's execve would fail at boot")
         name = PYTHON.fullmatch(real_interp.name)
         if not name:
             self.stop(f"{what}: {real_interp.name} is not a python3 interpreter; cannot tell what it loads at boot")
         return interpreter, real_interp, name.group(1)
+
+    def pth_override(self, folder: Path | None) -> None:
+        """A ._pth file beside the interpreter or its home replaces sys.path in getpath: refused, not modelled."""
+        names = self.root.listdir(self.dest(folder)) if folder is not None and folder.is_dir() else []
+        if any(name.endswith("._pth") for name, _ in names):
+            self.stop(f"{folder}: holds a ._pth file, which replaces sys.path; cannot tell what Python loads")
 
     def venv(self, interpreter: str) -> tuple[str, str | None, bool] | None:
         """(sys.prefix, home, includes system site) when site.py finds a pyvenv.cfg for this name:
@@ -240,7 +254,13 @@ class _Loads:
     def prefix(self, start: str, interpreter: str, version: str | None) -> tuple[str, list[str]]:
         """The base prefix as getpath finds it: the nearest folder above `start` with lib/python3.N/os.py."""
         current = posixpath.normpath(start)
+        for name in ("pybuilddir.txt", "Modules/Setup.local"):  # getpath's build-tree landmarks
+            if self.path(f"{current}/{name}", "where Python looks for a build tree", missing_ok=True):
+                self.stop(
+                    f"{self.shown(current)}/{name}: Python would run from a build tree; cannot tell what it loads"
+                )
         while True:
+            self.path(f"{current}/lib", "where Python looks for its standard library", missing_ok=True)
             lib, _, found = resolve(self.root, posixpath.join(current, "lib"))
             if found and lib.is_dir():
                 versions = sorted(
@@ -445,7 +465,8 @@ class _Loads:
                 )
 
 
-def _mountinfo() -> list[tuple[int, str, str]]:
+def _mountinfo() -> list[tuple[int, str, str, set[str]]]:
+    """(st_dev, mount point, type, per-mount options) of each mount, in mount order."""
     try:
         text = Path("/proc/self/mountinfo").read_text()
     except OSError:
@@ -453,27 +474,34 @@ def _mountinfo() -> list[tuple[int, str, str]]:
     out = []
     for line in text.splitlines():
         fields = line.split()
-        if " - " not in line or len(fields) < 5 or ":" not in fields[2]:
+        if " - " not in line or len(fields) < 6 or ":" not in fields[2]:
             continue
         major, minor = fields[2].split(":", 1)
-        out.append((os.makedev(int(major), int(minor)), _unescape(fields[4]), line.split(" - ", 1)[1].split()[0]))
+        device = os.makedev(int(major), int(minor))
+        out.append((device, _unescape(fields[4]), line.split(" - ", 1)[1].split()[0], set(fields[5].split(","))))
     return out
 
 
 def mount_types() -> dict[int, str]:
     """File system type by device number, from this process's mountinfo (field 3 is st_dev)."""
-    return {device: fstype for device, _, fstype in _mountinfo()}
+    return {device: fstype for device, _, fstype, _ in _mountinfo()}
+
+
+def mount_of(path: Path) -> tuple[str | None, set[str]]:
+    """Type and options of the mount holding `path`, by path: bind mounts share a device but not
+    their options, and btrfs subvolumes have an st_dev of their own."""
+    real = os.path.realpath(path)
+    best: str = ""
+    found: tuple[str | None, set[str]] = (None, set())
+    for _, point, fstype, options in _mountinfo():
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, found = point, (fstype, options)
+    return found
 
 
 def mount_type(path: Path) -> str | None:
-    """The file system type of the mount holding `path` (by path: btrfs subvolumes have their own st_dev)."""
-    real = os.path.realpath(path)
-    best, best_type = "", None
-    for _, point, fstype in _mountinfo():
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, best_type = point, fstype
-    return best_type
+    return mount_of(path)[0]
 
 
 def _unescape(text: str) -> str:
