@@ -59,6 +59,7 @@ from .netns import (
     HOST_ADDRESS,
     LAN_NET,
     ROUTER_LL,
+    lab_extras6,
     readdress,
 )
 
@@ -496,6 +497,11 @@ def readdressed_profile(case: str, folder: Path) -> tuple[Path, HostProfile]:
         line = re.sub(
             r'gateway = "([^"]*)"',
             lambda m: f'gateway = "{ROUTER_LL if m[1].startswith("fe80:") else GATEWAY6}"',
+            line,
+        )
+        line = re.sub(
+            r"extra_addresses = \[([^]]*)\]",
+            lambda m: f"extra_addresses = {json.dumps(list(lab_extras6(m[1].count(chr(34)) // 2)))}",
             line,
         )
         return re.sub(r"dns = \[[^]]+\]", f'dns = ["{GATEWAY6}"]', line)

@@ -95,10 +95,20 @@ def readdress(profile: HostProfile) -> HostProfile:
                 gateway6 = ROUTER_LL
             dns6 = (GATEWAY6,) if ipv6.dns else ()
             ipv6 = IPv6(
-                method="static", address=f"{HOST6_ADDRESS}/64", gateway=gateway6, dns=dns6, accept_ra=ipv6.accept_ra
+                method="static",
+                address=f"{HOST6_ADDRESS}/64",
+                extra_addresses=lab_extras6(len(ipv6.extra_addresses)),
+                gateway=gateway6,
+                dns=dns6,
+                accept_ra=ipv6.accept_ra,
             )
         bridges[name] = msgspec.structs.replace(bridge, ipv4=ipv4, ipv6=ipv6)
     return msgspec.structs.replace(profile, bridges=bridges)
+
+
+def lab_extras6(count: int) -> tuple[str, ...]:
+    """Where `readdress` moves a profile's extra static IPv6 addresses: ::3, ::4, ... of the lab's /64."""
+    return tuple(f"{LAN6_PREFIX}::{n + 3:x}/64" for n in range(count))
 
 
 def uplink(profile: HostProfile) -> str:

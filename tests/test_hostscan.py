@@ -19,7 +19,7 @@ from kvmbridge.starter import starter_profile
 
 from .bootcheck import boot
 from .conftest import require_root, require_tool, run
-from .netns import DHCP6_RANGE, GATEWAY, GATEWAY6, HOST6_ADDRESS, HOST_ADDRESS, Lab
+from .netns import DHCP6_RANGE, GATEWAY, GATEWAY6, HOST6_ADDRESS, HOST_ADDRESS, Lab, lab_extras6
 
 OLD_STATIC = f"""auto lo
 iface lo inet loopback
@@ -127,12 +127,16 @@ def test_host_without_default_route_is_one_clear_error() -> None:
     )
 
 
+EXTRA6 = lab_extras6(1)[0]
 OLD_DUAL_STACK = (
     OLD_STATIC
     + f"""
 iface eth0 inet6 static
     address {HOST6_ADDRESS}/64
     gateway {GATEWAY6}
+
+iface eth0 inet6 static
+    address {EXTRA6}
 """
 )
 OLD_SLAAC = OLD_DHCP + "\niface eth0 inet6 auto\n"
@@ -148,9 +152,10 @@ def test_dual_stack_host_answers_on_both_families_at_its_old_addresses(tmp_path:
         live = lab.capture_live(lab.host)
         profile, text = profile_from(live, OLD_DUAL_STACK, tmp_path)
         ipv6 = profile.bridges["br0"].ipv6
-        assert ipv6 is not None and (ipv6.method, ipv6.address, ipv6.gateway) == (
+        assert ipv6 is not None and (ipv6.method, ipv6.address, ipv6.extra_addresses, ipv6.gateway) == (
             "static",
             f"{HOST6_ADDRESS}/64",
+            (EXTRA6,),  # every static address is carried, not only the first
             GATEWAY6,
         )
         assert "fe80" not in text, "a link-local address was copied"
@@ -158,6 +163,7 @@ def test_dual_stack_host_answers_on_both_families_at_its_old_addresses(tmp_path:
         facts = reboot_into(lab, profile, root)
         assert facts["ipv6"] == HOST6_ADDRESS
         assert lab.ping(lab.lan, HOST_ADDRESS) and lab.ping(lab.lan, HOST6_ADDRESS)
+        assert lab.ping(lab.lan, EXTRA6.split("/")[0])
 
 
 def test_slaac_host_keeps_its_eui64_address_through_the_bridge(tmp_path: Path) -> None:

@@ -240,6 +240,21 @@ def test_ipv6_static_address_and_gateway() -> None:
     assert "br0: ipv6: expected enabled, found disabled (no /proc/sys/net/ipv6/conf entry)" in lines(profile, facts)
 
 
+def test_every_extra_static_ipv6_address_is_checked() -> None:
+    block = IPv6(method="static", address="2001:db8:0:1::20/64", extra_addresses=("2001:db8:77::20/64",))
+    profile = tuned(article(), ipv6=block)
+    facts = good_facts(profile)
+    facts["addrs"][0]["addr_info"].append(
+        {"family": "inet6", "local": "2001:db8:0:1::20", "prefixlen": 64, "scope": "global"}
+    )
+    facts["ipv6_conf"] = {"br0": {"accept_ra": "0", "autoconf": "0", "forwarding": "0"}}
+    assert lines(profile, facts) == ["br0: ipv6 address: expected 2001:db8:77::20/64, found 2001:db8:0:1::20/64"]
+    facts["addrs"][0]["addr_info"].append(
+        {"family": "inet6", "local": "2001:db8:77::20", "prefixlen": 64, "scope": "global"}
+    )
+    assert lines(profile, facts) == []
+
+
 SLAAC = {"family": "inet6", "local": "2001:db8:0:1:5054:ff:fe12:3456", "prefixlen": 64, "scope": "global"}
 
 

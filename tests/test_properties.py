@@ -72,6 +72,24 @@ def ipv4_block(draw: st.DrawFn) -> dict[str, Any]:
     return block
 
 
+@st.composite
+def ipv6_static_block(draw: st.DrawFn) -> dict[str, Any]:
+    """Static IPv6: global or ULA /64s (never link-local, multicast or ::), extra addresses all distinct."""
+    nets = draw(st.lists(st.sampled_from(["2001:db8:0:1", "2001:db8:77:2", "fd00:5163:1:0"]), min_size=1, max_size=3))
+    iids = draw(st.lists(st.integers(1, 2**64 - 1), min_size=len(nets), max_size=len(nets), unique=True))
+    addresses = [
+        f"{ipaddress.IPv6Network(f'{net}::/64').network_address + iid}/64" for net, iid in zip(nets, iids, strict=True)
+    ]
+    block: dict[str, Any] = {"method": "static", "address": addresses[0]}
+    if len(addresses) > 1:
+        block["extra_addresses"] = addresses[1:]
+    gateway = draw(st.sampled_from([None, "fe80::1", f"{nets[0]}::1"]))
+    if gateway is not None and all(ipaddress.IPv6Interface(a).ip != ipaddress.IPv6Address(gateway) for a in addresses):
+        block["gateway"] = gateway
+    block["dns"] = draw(st.lists(st.sampled_from(["2001:db8:0:1::53", "fd00:5163:1::53"]), max_size=2, unique=True))
+    return block
+
+
 RENDERER_NAMES = ("ifupdown", "ifupdown2", "netplan")
 MAC = st.from_regex(r"[0-9a-f][02468ace](:[0-9a-f]{2}){5}", fullmatch=True).filter(lambda m: m != "00:00:00:00:00:00")
 
@@ -83,7 +101,7 @@ def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
     n_bridges = draw(st.integers(1, max(1, len(names) // 2)))
     bridge_names, ports = names[:n_bridges], names[n_bridges:]
     bridges: dict[str, Any] = {}
-    gateway_taken = False
+    gateway_taken = gateway6_taken = False
     for i, name in enumerate(bridge_names):
         mine = ports[i::n_bridges]
         stp = draw(st.booleans())
@@ -113,8 +131,14 @@ def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
         elif hwaddress != "none":
             bridge["hwaddress"] = draw(MAC)
         if draw(st.booleans()):
-            bridge["ipv6"] = {"method": draw(st.sampled_from(["auto", "dhcp", "manual"]))}
-            if bridge["ipv6"]["method"] != "manual" and draw(st.booleans()):
+            bridge["ipv6"] = {"method": draw(st.sampled_from(["auto", "dhcp", "manual", "static"]))}
+            if bridge["ipv6"]["method"] == "static":
+                bridge["ipv6"] = draw(ipv6_static_block())
+                if "gateway" in bridge["ipv6"]:
+                    if gateway6_taken:
+                        del bridge["ipv6"]["gateway"]
+                    gateway6_taken = True
+            elif bridge["ipv6"]["method"] != "manual" and draw(st.booleans()):
                 bridge["ipv6"]["accept_ra"] = 2  # 1 is refused with ipv6_forward, 0 with these methods
         bridges[name] = bridge
     networks = {
@@ -193,6 +217,9 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
                 if up:
                     v6["up"] = up
             ifaces[f"{name} inet6"] = {"method": method, "options": v6}
+            for n, extra in enumerate(b.ipv6.extra_addresses, start=2):
+                if p.renderer == "ifupdown":  # one stanza per extra address (see the template)
+                    ifaces[f"{name} inet6 #{n}"] = {"method": "static", "options": {"address": extra}}
     auto = ["lo", *p.bridges]
     if p.renderer == "ifupdown2":
         # ifupdown2's reading: every option a list (it keeps repeats), each stanza knows whether it is auto
@@ -204,6 +231,9 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             }
             for key, st in ifaces.items()
         }
+        for name, b in p.bridges.items():
+            if b.ipv6 is not None and b.ipv6.extra_addresses:  # ifupdown2 reads repeated address lines
+                ifaces[f"{name} inet6"]["options"]["address"] = list(b.ipv6.addresses)
     return {"auto": auto, "source": list(p.interfaces.source), "ifaces": ifaces}
 
 
@@ -230,7 +260,7 @@ def expected_netplan(p: HostProfile) -> dict[str, Any]:
         accept_ra = v6.effective_accept_ra(p.sysctl.ipv6_forward) if v6 is not None else None
         if accept_ra is not None or (v6 is not None and v6.method == "auto"):
             bridge["accept-ra"] = accept_ra != 0
-        addresses = [a for a in (v4.address, v6.address if v6 else None) if a is not None]
+        addresses = [a for a in (v4.address, *(v6.addresses if v6 else ())) if a is not None]
         if addresses:
             bridge["addresses"] = addresses
         gateways = [g for g in (v4.gateway, v6.gateway if v6 else None) if g is not None]
@@ -326,6 +356,7 @@ FIELDS = [
     ("networks", "n1", "uuid"),
     ("interfaces", "source", 0),
     ("bridges", "br0", "ipv6", "address"),
+    ("bridges", "br0", "ipv6", "extra_addresses", 0),
 ]
 
 
@@ -350,7 +381,7 @@ def test_no_accepted_value_adds_a_line_attribute_or_command(
                 "ports": ["eth0"],
                 "hwaddress": "eth0" if renderer == "ifupdown" else "52:54:00:12:34:56",
                 "ipv4": {"method": "static", "address": "10.0.0.2/24", "gateway": "10.0.0.1", "dns": ["10.0.0.1"]},
-                "ipv6": {"method": "static", "address": "2001:db8::2/64"},
+                "ipv6": {"method": "static", "address": "2001:db8::2/64", "extra_addresses": ["fd00::2/64"]},
             }
         },
         "networks": {"n1": {"bridge": "br0", "uuid": "0b5c2a5e-4e9c-4a8e-9b0f-6a2c6f0f7d11"}},

@@ -253,6 +253,12 @@ STATIC6 = 'ipv4 = { method = "dhcp" }\nipv6 = { method = "static", address = "%s
         (STATIC6 % f"{HOST6_ADDRESS}/64", False, []),
         (STATIC6 % "2001:0db8:5163:0001:0::2/64", False, []),
         (STATIC6 % "2001:db8:5163:1::3/64", False, [("KB101", "error", "eth0")]),
+        (
+            'ipv4 = { method = "dhcp" }\nipv6 = { method = "static", address = "2001:db8:5163:1::3/64", '
+            f'extra_addresses = ["{HOST6_ADDRESS}/64"] }}',
+            False,
+            [],
+        ),
         ('ipv4 = { method = "static", address = "198.51.100.2/24" }', False, [("KB101", "error", "eth0")]),
         ('hwaddress = "eth0"\nipv4 = { method = "dhcp" }', False, [("KB101", "error", "eth0")]),
         ('hwaddress = "eth0"\nipv6 = { method = "auto" }', True, []),
@@ -264,6 +270,7 @@ STATIC6 = 'ipv4 = { method = "dhcp" }\nipv6 = { method = "static", address = "%s
         "static-same",
         "static-same-spelled-long",
         "static-other",
+        "static-extra-same",
         "ipv4-only",
         "dhcpv4-hwaddress-only",
         "slaac-hwaddress",

@@ -315,14 +315,23 @@ def _ipv6_values(
         if not fixed:
             notes.append(f"{nic} has no static IPv6 address now; its inet6 static stanza is not carried over")
             return values
-        # A global address before a ULA: the one the world reaches this host at.
-        fixed.sort(key=lambda a: (bool(a.get("tentative")), ipaddress.IPv6Address(a["local"]) in ULA))
+        # The order the host's config file gives, else a global address before a ULA (the one the world
+        # reaches this host at), else the oldest first: the kernel lists the newest first.
+        written = _written_ipv6(parsed, nic)
+        order = {id(a): i for i, a in enumerate(fixed)}
+        fixed.sort(
+            key=lambda a: (
+                bool(a.get("tentative")),
+                written.get(ipaddress.IPv6Address(a["local"]), len(written)),
+                ipaddress.IPv6Address(a["local"]) in ULA,
+                -order[id(a)],
+            )
+        )
         address = str(_ipv6_interface(fixed[0]))
-        values |= {"ipv6_method": "static", "ipv6_address": address}
+        extras = tuple(dict.fromkeys(str(_ipv6_interface(a)) for a in fixed[1:] if a["local"] != fixed[0]["local"]))
+        values |= {"ipv6_method": "static", "ipv6_address": address, "ipv6_extra_addresses": extras}
         if fixed[0].get("deprecated"):
             warnings.append(f"{address} is deprecated on {nic}, yet its only static IPv6 address: carried over")
-        for extra in fixed[1:]:
-            warnings.append(f"{nic} also has {_ipv6_interface(extra)}; only {address} is carried over")
         if route is not None and route.get("protocol") == "ra":
             notes.append(f"the IPv6 default route comes from router advertisements (accept_ra {accept_ra})")
             values["ipv6_accept_ra"] = accept_ra
@@ -348,6 +357,19 @@ def _ipv6_values(
             "has a reservation by MAC"
         )
     return values
+
+
+def _written_ipv6(parsed: interfaces_format.Interfaces, nic: str) -> dict[ipaddress.IPv6Address, int]:
+    """The NIC's IPv6 addresses in the order its stanzas write them."""
+    found: dict[ipaddress.IPv6Address, int] = {}
+    for stanza in parsed.named(nic):
+        for option in stanza.options:
+            for word in option.value.split() if option.name == "address" else ():
+                try:
+                    found.setdefault(ipaddress.IPv6Interface(word).ip, len(found))
+                except ValueError:
+                    continue
+    return found
 
 
 def _free_bridge_name(live: LiveHost) -> str:

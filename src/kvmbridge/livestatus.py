@@ -205,8 +205,9 @@ def _addresses(name: str, bridge: Bridge, facts: Facts) -> Iterator[Mismatch]:
         return
     v6 = facts.addresses(name, "inet6")
     if bridge.ipv6.method == "static" and bridge.ipv6.address:
-        if _normal(bridge.ipv6.address) not in {_normal(c) for c in _cidrs(v6)}:
-            yield Mismatch(name, "ipv6 address", bridge.ipv6.address, _words(_cidrs(v6)))
+        for address in bridge.ipv6.addresses:
+            if _normal(address) not in {_normal(c) for c in _cidrs(v6)}:
+                yield Mismatch(name, "ipv6 address", address, _words(_cidrs(v6)))
     elif bridge.ipv6.method == "auto" and not [a for a in v6 if _slaac(a)]:
         yield Mismatch(name, "ipv6 address", "a SLAAC address (dynamic, /64, from the advertised prefix)", _v6(v6))
     elif bridge.ipv6.method == "dhcp" and not [a for a in v6 if a.get("dynamic")]:

@@ -25,9 +25,15 @@ class IPv4(_Model, frozen=True):
 class IPv6(_Model, frozen=True):
     method: Literal["auto", "dhcp", "static", "manual"]
     address: str | None = None
+    extra_addresses: tuple[str, ...] = ()  # static only: more global/ULA addresses beside `address`
     gateway: str | None = None
     dns: tuple[str, ...] = ()
     accept_ra: int | None = None  # net.ipv6.conf.BRIDGE.accept_ra: 0 off, 1 on, 2 on even when forwarding
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every static address, `address` first: what the bridge holds besides its link-local one."""
+        return ((self.address,) if self.address is not None else ()) + self.extra_addresses
 
     def effective_accept_ra(self, forwarding: bool) -> int | None:
         """What every renderer writes: with forwarding on, RAs count only at accept_ra = 2.

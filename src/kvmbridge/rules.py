@@ -168,6 +168,8 @@ def _only_static(block: IPv4 | IPv6, at: tuple[str, ...]) -> Iterator[Problem]:
     for key in ("address", "gateway"):
         if getattr(block, key) is not None:
             yield keypath(*at, key), f'is only used with method = "static", not {block.method!r}'
+    if isinstance(block, IPv6) and block.extra_addresses:
+        yield keypath(*at, "extra_addresses"), f'is only used with method = "static", not {block.method!r}'
     if block.method == "manual" and block.dns:
         yield keypath(*at, "dns"), 'is not used with method = "manual"'
 
@@ -237,6 +239,13 @@ def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified:
         yield keypath(*at, "address"), f"{ip} cannot be a host address"
         return
+    ifaces = [iface]
+    for i, extra in enumerate(block.extra_addresses):
+        problem, more = _extra_ipv6(extra, ifaces)
+        if problem is not None:
+            yield keypath(*at, "extra_addresses", i), problem
+        elif more is not None:
+            ifaces.append(more)
     if block.gateway is None:
         return
     try:
@@ -244,10 +253,26 @@ def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
     except ValueError:
         yield keypath(*at, "gateway"), f"{block.gateway!r} is not an IPv6 address"
         return
-    if gw == ip:
+    if any(gw == each.ip for each in ifaces):
         yield keypath(*at, "gateway"), f"{gw} is this bridge's own address"
-    elif gw not in iface.network and not gw.is_link_local:
+    elif not any(gw in each.network for each in ifaces) and not gw.is_link_local:
         yield keypath(*at, "gateway"), f"{gw} is outside {iface.with_prefixlen} and not link-local"
+
+
+def _extra_ipv6(text: str, earlier: list[ipaddress.IPv6Interface]) -> tuple[str | None, ipaddress.IPv6Interface | None]:
+    """One more static address: global or ULA, with a prefix, not one the bridge already has."""
+    try:
+        iface = ipaddress.IPv6Interface(text)
+    except ValueError:
+        return f"{text!r} is not an IPv6 address with prefix", None
+    if "/" not in text:
+        return f'{text!r} needs a prefix length (e.g. "{text}/64")', None
+    ip = iface.ip
+    if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local:
+        return f"{ip} cannot be a static address of the bridge (the kernel makes its link-local one)", None
+    if any(ip == each.ip for each in earlier):
+        return f"{ip} is already an address of this bridge", None
+    return None, iface
 
 
 def _check_accept_ra(block: IPv6, at: tuple[str, ...], forwarding: bool) -> Iterator[Problem]:

@@ -150,7 +150,7 @@ def _carries(bridge: Bridge, server: str, nic_link: dict[str, Any]) -> tuple[boo
     if block is None or block.method == "manual":
         return False, None
     if block.method == "static":
-        return block.address is not None and ip_value(block.address) == address, None
+        return any(ip_value(each) == address for each in block.addresses), None
     if block.method == "auto":
         return bool(eui64), None
     if not kept_mac:

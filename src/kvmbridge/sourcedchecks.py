@@ -43,10 +43,10 @@ def sourced_files(profile: HostProfile, root: Root, dialect: str) -> Iterator[Fi
     load = ifupdown2.load if dialect == "ifupdown2" else interfaces_format.load
     owned = owned_names(profile)
     ours = {
-        ip_value(block.address)
+        ip_value(address)
         for b in profile.bridges.values()
-        for block in (b.ipv4, b.ipv6)
-        if block is not None and block.address is not None
+        for address in (b.ipv4.address, *(b.ipv6.addresses if b.ipv6 is not None else ()))
+        if address is not None
     } - {None}
     files = RootFiles(root)
     for pattern in profile.interfaces.source:

@@ -22,6 +22,7 @@ class Starter:
     ipv6_forward: bool = False
     ipv6_method: str | None = None  # None: no ipv6 block
     ipv6_address: str = ""
+    ipv6_extra_addresses: tuple[str, ...] = ()
     ipv6_gateway: str = ""
     ipv6_accept_ra: int | None = None
     ipv6_dns: tuple[str, ...] = ()
