@@ -78,7 +78,7 @@ def test_netplan_generate_writes_each_bridge_with_the_profiles_parameters(case: 
         network = found[f"10-netplan-{name}.network"]
         assert network["Match.Name"] == [name]
         v4, v6 = bridge.ipv4, bridge.ipv6
-        addresses = [a for a in (v4.address, v6.address if v6 else None) if a is not None]
+        addresses = [a for a in (v4.address, *(v6.addresses if v6 else ())) if a is not None]
         assert network.get("Network.Address", []) == addresses
         gateways = [g for g in (v4.gateway, v6.gateway if v6 else None) if g is not None]
         assert network.get("Route.Gateway", []) == gateways
