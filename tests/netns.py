@@ -106,6 +106,14 @@ def readdress(profile: HostProfile) -> HostProfile:
     return msgspec.structs.replace(profile, bridges=bridges)
 
 
+def eui64_address(mac: str) -> str:
+    """The SLAAC address a link with `mac` takes in the lab's prefix (modified EUI-64, Debian's default)."""
+    octets = [int(p, 16) for p in mac.split(":")]
+    octets[0] ^= 2
+    iid = bytes([*octets[:3], 0xFF, 0xFE, *octets[3:]])
+    return str(ipaddress.IPv6Address(ipaddress.IPv6Network(LAN6_NET).network_address.packed[:8] + iid))
+
+
 def lab_extras6(count: int) -> tuple[str, ...]:
     """Where `readdress` moves a profile's extra static IPv6 addresses: ::3, ::4, ... of the lab's /64."""
     return tuple(f"{LAN6_PREFIX}::{n + 3:x}/64" for n in range(count))

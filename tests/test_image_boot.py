@@ -23,7 +23,7 @@ from kvmbridge.render import environment
 from . import imagelab
 from .conftest import GOLDEN_CASES, override_template, require_root, require_tool
 from .imagelab import Image, Lan, Machine, install, kvmbridge_image, readdressed_profile
-from .netns import DHCP_RANGE, GATEWAY, HOST_ADDRESS, VM_ADDRESS, uplink
+from .netns import DHCP_RANGE, GATEWAY, HOST_ADDRESS, VM6_ADDRESS, VM_ADDRESS, uplink
 from .roots import seed_old_host
 
 KVMBRIDGE = "/opt/kvmbridge/bin/kvmbridge"
@@ -101,6 +101,7 @@ def test_golden_profile_installed_by_the_cli_boots_under_systemd(case: str, lan:
     if dhcp:
         lan.start_dhcp()
     ports = {port: name == up for name, bridge in profile.bridges.items() for port in bridge.ports}
+    static6 = _static6_on_lan(lan, profile, up)
     with Machine(lan, ports, image) as machine:
         install(path, machine.root)
         before = _digests(machine.root, list(profile.networks))
@@ -142,11 +143,7 @@ def test_golden_profile_installed_by_the_cli_boots_under_systemd(case: str, lan:
             assert [(r["gateway"], r["dev"]) for r in routes] == [(GATEWAY, up)], routes
 
         assert lan.wait_ping(host_address), "the LAN cannot reach the host's address"
-        guest = lan.guest(machine, up, VM_ADDRESS)
-        assert lan.wait_ping(VM_ADDRESS), "the LAN cannot reach the guest across the bridge"
-        assert (
-            subprocess.run(["ip", "netns", "exec", guest, "ping", "-c1", "-W2", GATEWAY], check=False).returncode == 0
-        )
+        _assert_guest_reachable(lan, machine, up, static6)
 
         for name, network in profile.networks.items():
             info = _net_info(machine, name)
@@ -155,6 +152,29 @@ def test_golden_profile_installed_by_the_cli_boots_under_systemd(case: str, lan:
             assert info["Active"] == ("yes" if network.autostart else "no"), info
             assert info["Bridge"] == network.bridge, info
         assert _digests(machine.root, list(profile.networks)) == before, "libvirtd rewrote our network XML"
+
+
+def _static6_on_lan(lan: Lan, profile: HostProfile, up: str) -> tuple[str, ...]:
+    """The uplink bridge's static IPv6 addresses; the LAN then gets the router's IPv6 addresses
+    (GATEWAY6, fe80::1: the golden's gateway, moved onto the lab)."""
+    ipv6 = profile.bridges[up].ipv6
+    static6 = ipv6.addresses if ipv6 is not None and ipv6.method == "static" else ()
+    if static6:
+        lan.add_ipv6_router()
+    return static6
+
+
+def _assert_guest_reachable(lan: Lan, machine: Machine, up: str, static6: tuple[str, ...]) -> None:
+    """A guest on the bridge and the LAN reach each other; over IPv6 too, as does every static IPv6
+    address of the bridge (the extra ones too), when the profile has any."""
+    guest = lan.guest(machine, up, VM_ADDRESS)
+    assert lan.wait_ping(VM_ADDRESS), "the LAN cannot reach the guest across the bridge"
+    assert subprocess.run(["ip", "netns", "exec", guest, "ping", "-c1", "-W2", GATEWAY], check=False).returncode == 0
+    for address in static6:
+        assert lan.wait_ping(address.split("/")[0]), f"the LAN cannot reach {address}"
+    if static6:
+        subprocess.run(["ip", "-n", guest, "addr", "add", f"{VM6_ADDRESS}/64", "dev", "eth0", "nodad"], check=True)
+        assert lan.wait_ping(VM6_ADDRESS), "the LAN cannot reach the guest over IPv6 across the bridge"
 
 
 def test_dhcp_profile_with_hwaddress_keeps_its_lease_across_a_reboot_and_a_power_loss(

@@ -8,14 +8,28 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kvmbridge.renderers import RENDERERS
+
 from .conftest import require_root, require_tool
-from .imagelab import Image, Lan, Machine, kvmbridge_image
-from .netns import DHCP6_RANGE, GATEWAY, GATEWAY6, HOST6_ADDRESS, HOST_ADDRESS, LAN6_NET, VM6_ADDRESS, VM_ADDRESS
+from .imagelab import Image, Lan, Machine, install, kvmbridge_image
+from .netns import (
+    DHCP6_RANGE,
+    GATEWAY,
+    GATEWAY6,
+    HOST6_ADDRESS,
+    HOST_ADDRESS,
+    LAN6_NET,
+    VM6_ADDRESS,
+    VM_ADDRESS,
+    eui64_address,
+)
 
 KVMBRIDGE = "/opt/kvmbridge/bin/kvmbridge"
 RESERVED6 = f"{DHCP6_RANGE[0][:-3]}120"
@@ -118,3 +132,44 @@ def test_host_imported_from_itself_answers_over_ipv6_after_the_reboot(setup: str
         guest = lan.guest(machine, "br0", VM_ADDRESS)
         subprocess.run(["ip", "-n", guest, "addr", "add", f"{VM6_ADDRESS}/64", "dev", "eth0", "nodad"], check=True)
         assert lan.wait_ping(VM6_ADDRESS), "the LAN cannot reach the guest over IPv6 across the bridge"
+
+
+# SLAAC as the other renderers write it (ifupdown's is above). ifupdown2 3.0 has no inet6 `auto`: it is
+# booted here once its renderer accepts the method (the renderer's own list decides, not this file).
+SLAAC_RENDERERS = [r for r in ("netplan", "ifupdown2") if "auto" in RENDERERS[r].ipv6_methods]
+VARIANT = {"ifupdown2": "ifupdown2", "netplan": "netplan"}
+
+
+@pytest.mark.parametrize("renderer", SLAAC_RENDERERS)
+def test_slaac_bridge_of_each_renderer_answers_at_its_eui64_address_while_forwarding(
+    renderer: str, lan: Lan, tmp_path: Path
+) -> None:
+    """ipv6_forward = true: the trap where a forwarding interface ignores RAs; the bridge must still
+    take the advertised prefix, the router's default route, and the kept MAC's EUI-64 address."""
+    require_root()
+    lan.start_router_advertisements()
+    with Machine(lan, {"eth0": True}, kvmbridge_image(VARIANT[renderer])) as machine:
+        mac = machine.macs["eth0"]
+        path = tmp_path / "kvm6.toml"
+        path.write_text(
+            f'hostname = "kvm6"\nrenderer = "{renderer}"\n[sysctl]\nipv6_forward = true\n[bridges.br0]\n'
+            f'ports = ["eth0"]\nhwaddress = "{mac}"\n'
+            f'ipv4 = {{ method = "static", address = "{HOST_ADDRESS}/24", gateway = "{GATEWAY}" }}\n'
+            'ipv6 = { method = "auto" }\n'
+        )
+        install(path, machine.root)
+        (machine.root / "root/kvm6.toml").write_bytes(path.read_bytes())
+        assert machine.boot() == "running", machine.run("systemctl --failed --no-pager", check=False).stdout
+        expected = eui64_address(mac)
+        deadline = time.monotonic() + 30
+        while expected not in (found := [str(a["local"]) for a in global6(machine, "br0")]):
+            assert time.monotonic() < deadline, f"{renderer}: br0 has {found}, not the EUI-64 {expected}"
+            time.sleep(0.5)
+        assert lan.wait_ping(expected), f"{renderer}: the LAN cannot reach the bridge's SLAAC address"
+        routes = machine.ip_json("-6 route show default")
+        assert [r["dev"] for r in routes] == ["br0"], routes
+        guest = lan.guest(machine, "br0", VM_ADDRESS)
+        subprocess.run(["ip", "-n", guest, "addr", "add", f"{VM6_ADDRESS}/64", "dev", "eth0", "nodad"], check=True)
+        assert lan.wait_ping(VM6_ADDRESS), "the LAN cannot reach the guest over IPv6 across the bridge"
+        status = machine.run(f"{KVMBRIDGE} status /root/kvm6.toml --json", check=False)
+        assert status.returncode == 0, status.stdout + status.stderr

@@ -280,6 +280,25 @@ def test_slaac_wants_a_dynamic_address_the_router_s_default_route_and_accept_ra_
     ]
 
 
+def test_netplan_slaac_is_judged_by_its_address_and_route_not_the_kernel_s_accept_ra() -> None:
+    """systemd-networkd takes RAs in user space and sets accept_ra 0 itself (seen in the netplan image boot)."""
+    slaac = tuned(article(), ipv6=IPv6(method="auto"), hwaddress=MAC)
+    profile = msgspec.structs.replace(
+        slaac, renderer="netplan", sysctl=msgspec.structs.replace(article().sysctl, ipv6_forward=True)
+    )
+    facts = good_facts(profile)
+    facts["addrs"][0]["addr_info"].append({**SLAAC, "dynamic": True})
+    facts["routes6"] = [{"dst": "default", "gateway": "fe80::1", "dev": "br0", "protocol": "ra"}]
+    facts["ipv6_conf"] = {"br0": {"accept_ra": "0", "autoconf": "0", "forwarding": "1"}}
+    assert lines(profile, facts) == []
+    facts["addrs"][0]["addr_info"].pop()
+    facts["routes6"] = []
+    assert lines(profile, facts) == [
+        "br0: ipv6 address: expected a SLAAC address (dynamic, /64, from the advertised prefix), found none",
+        "br0: ipv6 default route: expected via the advertising router, found no default route",
+    ]
+
+
 def test_dhcpv6_wants_a_lease_and_forwarding_as_written() -> None:
     profile = msgspec.structs.replace(
         tuned(article(), ipv6=IPv6(method="dhcp")), sysctl=msgspec.structs.replace(article().sysctl, ipv6_forward=True)

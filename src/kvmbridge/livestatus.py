@@ -111,7 +111,7 @@ def compare(profile: HostProfile, files: RenderedSet, facts: Facts) -> Status:
     for name, bridge in profile.bridges.items():
         mismatches += _bridge(name, bridge, facts)
         if bridge.ipv6 is not None and facts.link(name) is not None:
-            mismatches += _ipv6_conf(name, bridge, profile.sysctl.ipv6_forward, facts)
+            mismatches += _ipv6_conf(name, bridge, profile.sysctl.ipv6_forward, facts, profile.renderer)
     mismatches += _routes(profile, facts)
     wanted = sysctl_values(files)
     for key, value in wanted.items():
@@ -225,19 +225,25 @@ def _v6(addresses: list[dict[str, Any]]) -> str:
     )
 
 
-def _ipv6_conf(name: str, bridge: Bridge, forwarding: bool, facts: Facts) -> Iterator[Mismatch]:
-    """accept_ra and forwarding as written, and the trap between them: RAs ignored on a forwarding bridge."""
+def _ipv6_conf(name: str, bridge: Bridge, forwarding: bool, facts: Facts, renderer: str) -> Iterator[Mismatch]:
+    """accept_ra and forwarding as written, and the trap between them: RAs ignored on a forwarding bridge.
+
+    systemd-networkd (netplan) takes router advertisements in user space and sets the kernel's
+    accept_ra to 0 itself: there the SLAAC address and the RA default route are the evidence.
+    """
     assert bridge.ipv6 is not None
     conf = facts.ipv6_conf.get(name)
     if conf is None:
         if bridge.ipv6.method != "manual":
             yield Mismatch(name, "ipv6", "enabled", "disabled (no /proc/sys/net/ipv6/conf entry)")
         return
+    if forwarding and conf.get("forwarding") != "1":
+        yield Mismatch(name, "ipv6 forwarding", "1", conf.get("forwarding", "unknown"))
+    if renderer == "netplan":
+        return
     accept_ra = bridge.ipv6.effective_accept_ra(forwarding)
     if accept_ra is not None and conf.get("accept_ra") != str(accept_ra):
         yield Mismatch(name, "accept_ra", str(accept_ra), conf.get("accept_ra", "unknown"))
-    if forwarding and conf.get("forwarding") != "1":
-        yield Mismatch(name, "ipv6 forwarding", "1", conf.get("forwarding", "unknown"))
     if bridge.ipv6.method in ("auto", "dhcp") and conf.get("forwarding") == "1" and conf.get("accept_ra") != "2":
         yield Mismatch(
             name,
