@@ -35,6 +35,17 @@ IFUPDOWN_CASES = RENDERER_CASES["ifupdown"]
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Sweep what killed test runs left (namespaces, mounts, scratch folders, cgroups): only what a
+    record says belongs to a process that is gone, never another live run's (see tests/leftovers.py)."""
+    if os.geteuid() != 0:
+        return
+    from .leftovers import sweep
+
+    for line in sweep():
+        sys.stderr.write(f"swept a dead test run's leftover: {line}\n")
+
+
 def system_tests_required() -> bool:
     return os.environ.get("CI", "").lower() == "true" or os.environ.get("KVMBRIDGE_SYSTEM_TESTS") == "require"
 

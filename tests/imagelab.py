@@ -50,6 +50,7 @@ from typing import Any
 from kvmbridge.model import HostProfile
 from kvmbridge.profile import load_profile
 
+from .leftovers import claim, delete_namespace, owned_dir, remove_cgroup, remove_owned_dir
 from .netns import (
     DHCP6_RANGE,
     DHCP_RANGE,
@@ -367,10 +368,10 @@ _session_dir: list[Path] = []
 
 def _session() -> Path:
     if not _session_dir:
-        _session_dir.append(Path(tempfile.mkdtemp(prefix="kvmbridge-lab-session-", dir=_scratch())))
+        _session_dir.append(owned_dir(_scratch(), "kvmbridge-lab-session-"))
         import atexit
 
-        atexit.register(shutil.rmtree, _session_dir[0], ignore_errors=True)
+        atexit.register(remove_owned_dir, _session_dir[0])
     return _session_dir[0]
 
 
@@ -537,7 +538,7 @@ class Lan:
 
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     name: str = ""
-    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kvmbridge-lan-")))
+    work: Path = field(default_factory=lambda: owned_dir(Path(tempfile.gettempdir()), "kvmbridge-lan-"))
     namespaces: list[str] = field(default_factory=list)
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _router6: bool = False
@@ -558,10 +559,11 @@ class Lan:
                 child.wait(10)
         for ns in reversed(self.namespaces):
             delete_namespace(ns)
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_owned_dir(self.work)
 
     def add_namespace(self, ns: str) -> str:
         self.namespaces.append(ns)
+        claim("netns", ns)
         run(["ip", "netns", "add", ns])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
         return ns
@@ -664,15 +666,6 @@ class Lan:
         return ns
 
 
-def delete_namespace(ns: str) -> None:
-    """Kill every process in `ns`, then delete it (no error if it is gone)."""
-    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
-    for pid in pids.split():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
-    subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-
-
 # --- machines -------------------------------------------------------------------------------------------------------
 
 
@@ -682,20 +675,6 @@ def _cgroup_roots() -> list[Path]:
     if (base / "cgroup.controllers").exists():
         return [base]
     return [p for p in (base / "systemd", base / "unified") if (p / "cgroup.procs").exists()]
-
-
-def _remove_cgroup(path: Path, seconds: float = 10) -> None:
-    """rmdir the tree bottom-up; a dying container's tasks take a moment to leave, so retry."""
-    deadline = time.monotonic() + seconds
-    while path.is_dir():
-        for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                child.rmdir()
-        with contextlib.suppress(OSError):
-            path.rmdir()
-        if not path.is_dir() or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
 
 
 @dataclass
@@ -722,7 +701,7 @@ class Machine:
     _dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix=f"kvmbridge-{self.name}-", dir=_scratch()))
+        self._dir = owned_dir(_scratch(), f"kvmbridge-{self.name}-")
         self.root = self.image.mount(self._dir)
         self.log = self._dir / "console.log"
         self.macs = {port: "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5)) for port in self.ports}
@@ -736,7 +715,7 @@ class Machine:
     def close(self) -> None:
         self.power_loss()
         unmount(self.root)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        remove_owned_dir(self._dir)
 
     # wiring
     def _wire(self) -> None:
@@ -780,7 +759,8 @@ class Machine:
         assert self.process is None, "already running"
         self._wire()
         for cgroup in self._cgroups():
-            _remove_cgroup(cgroup)
+            remove_cgroup(cgroup)
+            claim("cgroup", str(cgroup))
             cgroup.mkdir(parents=True)
         join = " && ".join(f"echo $$ > {shlex.quote(str(c / 'cgroup.procs'))}" for c in self._cgroups())
         argv = [
@@ -876,7 +856,7 @@ class Machine:
         self.process = None
         self.leader = None
         for cgroup in self._cgroups():
-            _remove_cgroup(cgroup)
+            remove_cgroup(cgroup)
         self._unwire()
 
     def reboot(self, timeout: float = BOOT_TIMEOUT) -> str:

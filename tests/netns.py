@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import shlex
-import shutil
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,8 @@ from kvmbridge.hostscan import LiveHost
 from kvmbridge.model import Bridge, HostProfile, IPv4, IPv6
 from kvmbridge.render import render
 from kvmbridge.tree import write_tree
+
+from .leftovers import claim, delete_namespace, owned_dir, remove_owned_dir
 
 LAN_NET = "198.51.100"
 GATEWAY = f"{LAN_NET}.1"
@@ -132,7 +133,7 @@ class Lab:
     """Three namespaces, torn down with every process in them on exit."""
 
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
-    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kvmbridge-lab-")))
+    work: Path = field(default_factory=lambda: owned_dir(Path(tempfile.gettempdir()), "kvmbridge-lab-"))
     lan: str = ""
     host: str = ""
     vm: str = ""
@@ -143,6 +144,7 @@ class Lab:
 
     def __enter__(self) -> Lab:
         for ns in (self.lan, self.host, self.vm):
+            claim("netns", ns)
             run(["ip", "netns", "add", ns])
             self.sh(ns, "ip link set lo up")
         return self
@@ -152,11 +154,8 @@ class Lab:
             child.kill()
             child.wait(30)
         for ns in (self.vm, self.host, self.lan):
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
-            for pid in pids.split():
-                subprocess.run(["kill", "-9", pid], check=False, capture_output=True)
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
-        shutil.rmtree(self.work, ignore_errors=True)
+            delete_namespace(ns)
+        remove_owned_dir(self.work)
 
     def sh(
         self, ns: str, command: str, *, check: bool = True, env: dict[str, str] | None = None, timeout: float = 120
