@@ -21,8 +21,8 @@ import pytest
 from kvmbridge.install import install, rollback
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
-from kvmbridge.root import Root
-from kvmbridge.state import list_backups
+from kvmbridge.root import Root, sha256_of
+from kvmbridge.state import list_backups, read_state
 
 from .conftest import GOLDEN, REPO, run, tree
 from .roots import Killed, KillingRoot, etc_files, no_traceback, seed_old_host
@@ -188,3 +188,40 @@ def test_real_signal_to_a_running_install_prints_the_report_and_exits_4(tmp_path
         f"failed: interrupted by SIG{sig}; every file was restored as it was, nothing changed"
     )
     assert etc_files(root) == old
+
+
+def test_a_killed_runs_file_the_next_profile_no_longer_renders_is_removed_and_never_left_untracked(
+    tmp_path: Path,
+) -> None:
+    """Killed at every step of an install of ARTICLE, then OTHER installed, which renders neither
+    bridge-network.xml, its autostart link nor ip_forward.conf. Before, a kill before the state.json
+    rename left ARTICLE's files in place and in no state.json: never removed, never checked for drift.
+    Now each path holds what a finished ARTICLE-then-OTHER leaves or what was there before kvmbridge,
+    state.json records every file kvmbridge left, OTHER again is nothing to do, and the printed
+    rollback brings back the original host."""
+    pristine = seed_old_host(tmp_path / "pristine")
+    old = tree(pristine / "etc")
+    reference = tmp_path / "reference"
+    shutil.copytree(pristine, reference, symlinks=True)
+    for profile in (ARTICLE, OTHER):
+        loaded = load_profile(profile)
+        install(loaded, render(loaded), Root(reference), profile_path=profile, force=False)
+    expected = tree(reference / "etc")
+    other = load_profile(OTHER)
+    for step in range(1, len(steps_of_install(tmp_path)) + 1):
+        root = tmp_path / f"k{step}"
+        shutil.copytree(pristine, root, symlinks=True)
+        assert killed_install(root, step)
+        result = install(other, render(other), Root(root), profile_path=OTHER, force=False)
+        now = tree(root / "etc")
+        for rel in {*now, *expected, *old}:
+            assert now.get(rel) in (expected.get(rel), old.get(rel)), (step, rel)
+        recorded = read_state(Root(root)).files
+        for rel, (kind, content) in now.items():
+            if old.get(rel) != (kind, content):  # kvmbridge's: recorded with what it holds
+                data = content if isinstance(content, bytes) else None
+                assert recorded.get(f"/etc/{rel}") == sha256_of(data, None if data else str(content)), (step, rel)
+        assert install(other, render(other), Root(root), profile_path=OTHER, force=False).manifest is None, step
+        rollback(Root(root), result.manifest.id if result.manifest else None, force=False)
+        assert tree(root / "etc") == old, step
+        shutil.rmtree(root)

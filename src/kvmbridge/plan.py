@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .confine import is_rendered
 from .fileset import RenderedFile, RenderedSet
 from .formats import Format, named
 from .root import OnDisk, Root
-from .state import State, known_hashes
+from .state import Manifest, State, known_hashes, unfinished_manifest
 from .targets import format_of
 
 WRITES = ("create", "update", "drift", "remove")
@@ -70,16 +71,32 @@ class Plan:
 
 
 def make_plan(files: RenderedSet, root: Root, state: State) -> Plan:
-    known = known_hashes(root, state)
+    pending = unfinished_manifest(root, state)
+    known = known_hashes(state, pending)
     changes = [_compare(f, root.read(f.path), known.get(f.path), root.symlinked_folder(f.path)) for f in files]
     rendered = {f.path for f in files}
-    for path in sorted(set(state.files) - rendered):
+    for path in sorted((set(state.files) | _left_by(pending, root)) - rendered):
         old = root.read(path)
         if old.kind == "missing":
             continue
         drifted = old.sha256 not in known.get(path, set())
         changes.append(Change(path, "drift" if drifted else "remove", old))
     return Plan(root, tuple(changes))
+
+
+def _left_by(pending: Manifest | None, root: Root) -> set[str]:
+    """Paths a killed transaction wrote, though perhaps before its state.json was: ours just the same.
+
+    So a profile that no longer renders them removes them as it would after a finished run, whatever
+    step the kill hit, and no file kvmbridge wrote is left on disk outside state.json.
+    """
+    if pending is None:
+        return set()
+    return {
+        e.path
+        for e in pending.entries
+        if is_rendered(e.path) and root.read(e.path).sha256 in e.known - {e.sha256_before}
+    }
 
 
 def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None, symlinked: Path | None) -> Change:

@@ -281,10 +281,9 @@ def unfinished_manifest(root: Root, state: State) -> Manifest | None:
     return manifest
 
 
-def known_hashes(root: Root, state: State) -> dict[str, set[str]]:
-    """For drift: every content kvmbridge itself put at each path."""
+def known_hashes(state: State, pending: Manifest | None) -> dict[str, set[str]]:
+    """For drift: every content kvmbridge itself put at each path (`pending`: the unfinished set, if any)."""
     known: dict[str, set[str]] = {path: {sha} for path, sha in state.files.items()}
-    pending = unfinished_manifest(root, state)
     if pending is not None:  # killed mid-way: each of its paths holds its old, its new or a carried content
         for entry in pending.entries:
             known.setdefault(entry.path, set()).update(entry.known)
