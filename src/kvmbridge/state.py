@@ -34,31 +34,6 @@ class _StateDoc(msgspec.Struct):
     hostname: str | None = None
 
 
-class _EntryDoc(msgspec.Struct):
-    path: str
-    existed: bool
-    kind: Literal["missing", "file", "symlink", "other"]
-    sha256_before: str | None
-    sha256_after: str | None
-    mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    mtime_ns: int | None = None
-    link_before: str | None = None
-    also: list[str] = []
-
-
-class _ManifestDoc(msgspec.Struct):
-    id: str
-    time: str
-    action: Literal["install", "rollback"]
-    files: list[_EntryDoc]
-    host: str | None = None
-    profile: str | None = None
-    created_dirs: list[str] = []
-    finished: bool | None = None  # None: written before the flag existed
-
-
 @dataclass(frozen=True)
 class State:
     """`files` maps each path kvmbridge wrote to the sha256 it wrote."""
@@ -113,10 +88,10 @@ def read_state(root: Root) -> State:
     return State(files=dict(doc.files), backup=doc.backup, profile=doc.profile, hostname=doc.hostname)
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(msgspec.Struct, frozen=True):
     """One path of a backup set: what it was before and what the transaction wrote.
 
+    Decoded from manifest.json as it is, then checked (`_entry_problems`) before use.
     `also`: other contents kvmbridge itself put at the path in unfinished
     transactions this set carried forward (never drift, never "changed since").
     """
@@ -138,6 +113,17 @@ class Entry:
         return {h for h in (self.sha256_before, self.sha256_after, *self.also) if h is not None}
 
 
+class _ManifestDoc(msgspec.Struct):
+    id: str
+    time: str
+    action: Literal["install", "rollback"]
+    files: list[Entry]
+    host: str | None = None
+    profile: str | None = None
+    created_dirs: list[str] = []
+    finished: bool | None = None  # None: written before the flag existed
+
+
 @dataclass(frozen=True)
 class Manifest:
     id: str
@@ -156,7 +142,7 @@ class Manifest:
             "host": self.host,
             "profile": self.profile,
             "action": self.action,
-            "files": [vars(e) | {"also": list(e.also)} for e in self.entries],
+            "files": [msgspec.structs.asdict(e) | {"also": list(e.also)} for e in self.entries],
             "created_dirs": list(self.created_dirs),
             "finished": self.finished,
         }
@@ -205,28 +191,13 @@ def read_manifest(root: Root, backup_id: str) -> Manifest:
         host=doc.host,
         profile=doc.profile,
         action=doc.action,
-        entries=tuple(
-            Entry(
-                path=e.path,
-                existed=e.existed,
-                kind=e.kind,
-                sha256_before=e.sha256_before,
-                sha256_after=e.sha256_after,
-                mode=e.mode,
-                uid=e.uid,
-                gid=e.gid,
-                mtime_ns=e.mtime_ns,
-                link_before=e.link_before,
-                also=tuple(e.also),
-            )
-            for e in doc.files
-        ),
+        entries=tuple(doc.files),
         created_dirs=tuple(doc.created_dirs),
         finished=doc.finished,
     )
 
 
-def _entry_problems(entries: list[_EntryDoc]) -> list[str]:
+def _entry_problems(entries: list[Entry]) -> list[str]:
     problems: list[str] = []
     seen: set[str] = set()
     for i, e in enumerate(entries):
@@ -244,8 +215,8 @@ def _entry_problems(entries: list[_EntryDoc]) -> list[str]:
             problems.append(f"{at}: existed/kind/sha256_before disagree")
         if e.kind == "symlink" and (e.link_before is None or not e.link_before or "\0" in e.link_before):
             problems.append(f"{at}.link_before: a symlink needs its link text")
-        if e.kind == "other":
-            problems.append(f"{at}.kind: kvmbridge never replaces anything but files and links")
+        if e.kind not in ("missing", "file", "symlink"):
+            problems.append(f"{at}.kind: {e.kind!r}: kvmbridge never replaces anything but files and links")
         if e.mode is not None and not 0 <= e.mode <= 0o7777:
             problems.append(f"{at}.mode: {e.mode} is not a file mode")
         for key in ("uid", "gid"):
