@@ -52,7 +52,6 @@ from kvmbridge.profile import load_profile
 
 from .leftovers import claim, delete_namespace, owned_dir, remove_cgroup, remove_owned_dir
 from .netns import (
-    DHCP6_RANGE,
     DHCP_RANGE,
     GATEWAY,
     GATEWAY6,
@@ -61,7 +60,9 @@ from .netns import (
     LAN_NET,
     ROUTER_LL,
     lab_extras6,
+    ra_options,
     readdress,
+    start_dnsmasq,
 )
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
@@ -573,31 +574,20 @@ class Lan:
 
     def start_dhcp(self) -> None:
         """dnsmasq serving 198.51.100.100-150 on lanbr; a child of this process, so it is reaped, not left a zombie."""
-        lease, pidfile = self.work / "dnsmasq.leases", self.work / "dnsmasq.pid"
-        argv = [
-            "nsenter",
-            f"--net=/run/netns/{self.name}",
+        start_dnsmasq(
+            self._enter(),
+            self.work,
+            self.children,
             "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=lanbr",
-            "--bind-interfaces",
             f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
             f"--dhcp-option=3,{GATEWAY}",
-            f"--dhcp-leasefile={lease}",
-            f"--pid-file={pidfile}",
             f"--log-facility={self.work / 'dnsmasq.log'}",
             "--dhcp-authoritative",
             "--no-ping",  # no 3 s ICMP probe of a new address before each first offer
-        ]
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.children.append(process)
-        deadline = time.monotonic() + 10
-        while not pidfile.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dnsmasq did not start: {process.communicate(timeout=5)[1].decode()}")
-            time.sleep(0.02)
+        )
+
+    def _enter(self) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.name}"]
 
     def add_ipv6_router(self) -> None:
         """The router's IPv6 addresses (GATEWAY6, fe80::1) on `lanbr`, without advertising anything yet."""
@@ -612,34 +602,15 @@ class Lan:
         with `dhcpv6` the managed flag and a DHCPv6 range, `reserve` mapping a MAC to a fixed address.
         A child of this process like `start_dhcp`'s dnsmasq."""
         self.add_ipv6_router()
-        if dhcpv6:
-            ranges = [f"--dhcp-range={DHCP6_RANGE[0]},{DHCP6_RANGE[1]},64,1h"]
-        else:
-            ranges = ["--dhcp-range=::,constructor:lanbr,ra-only,64,1h"]
-        pidfile = self.work / "dnsmasq6.pid"
-        argv = [
-            "nsenter",
-            f"--net=/run/netns/{self.name}",
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=lanbr",
-            "--bind-interfaces",
-            "--enable-ra",
-            *ranges,
-            *(f"--dhcp-host={mac},[{address}]" for mac, address in (reserve or {}).items()),
-            f"--dhcp-leasefile={self.work / 'dnsmasq6.leases'}",
-            f"--pid-file={pidfile}",
+        options = ra_options(dhcpv6, reserve)
+        start_dnsmasq(
+            self._enter(),
+            self.work,
+            self.children,
+            "dnsmasq6",
+            *options,
             f"--log-facility={self.work / 'dnsmasq6.log'}",
-        ]
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.children.append(process)
-        deadline = time.monotonic() + 10
-        while not pidfile.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dnsmasq (RA) did not start: {process.communicate(timeout=5)[1].decode()}")
-            time.sleep(0.02)
+        )
 
     def leases(self) -> list[str]:
         path = self.work / "dnsmasq.leases"

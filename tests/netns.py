@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -193,30 +194,7 @@ class Lab:
         self.sh(self.vm, "ip link set vm0 up")
 
     def dnsmasq(self, name: str, *options: str) -> None:
-        """dnsmasq on the router's `lanbr`, as a child of this process (reaped on exit, never a zombie under PID 1)."""
-        pidfile = self.work / f"{name}.pid"
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.lan,
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=lanbr",
-            "--bind-interfaces",
-            f"--dhcp-leasefile={self.work / f'{name}.leases'}",
-            f"--pid-file={pidfile}",
-            *options,
-        ]
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.children.append(process)
-        deadline = time.monotonic() + 10
-        while not pidfile.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dnsmasq ({name}) did not start: {process.communicate(timeout=5)[1].decode()}")
-            time.sleep(0.02)
+        start_dnsmasq(["ip", "netns", "exec", self.lan], self.work, self.children, name, *options)
 
     def start_dhcp_server(self) -> None:
         self.dnsmasq(
@@ -232,12 +210,7 @@ class Lab:
         `reserve` maps a MAC to a fixed DHCPv6 address; dnsmasq reads the MAC
         from the client's DUID-LL(T) or the neighbour table.
         """
-        if dhcpv6:
-            ranges = [f"--dhcp-range={DHCP6_RANGE[0]},{DHCP6_RANGE[1]},64,1h"]
-        else:
-            ranges = ["--dhcp-range=::,constructor:lanbr,ra-only,64,1h"]
-        hosts = [f"--dhcp-host={mac},[{address}]" for mac, address in (reserve or {}).items()]
-        self.dnsmasq("dnsmasq6", "--enable-ra", *ranges, *hosts)
+        self.dnsmasq("dnsmasq6", *ra_options(dhcpv6, reserve))
 
     def ifup(self, root: Path) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "ROOT": str(root), "WORK": str(self.work)}
@@ -373,6 +346,43 @@ class Lab:
                 return True
             time.sleep(0.5)
         return False
+
+
+def start_dnsmasq(
+    enter: Sequence[str], work: Path, children: list[subprocess.Popen[bytes]], name: str, *options: str
+) -> None:
+    """dnsmasq on the LAN's `lanbr` (`enter` runs it in that namespace), a child of this process kept in
+    `children`, so it is reaped, never a zombie under PID 1; returns once it has written its pid file."""
+    pidfile = work / f"{name}.pid"
+    argv = [
+        *enter,
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--interface=lanbr",
+        "--bind-interfaces",
+        f"--dhcp-leasefile={work / f'{name}.leases'}",
+        f"--pid-file={pidfile}",
+        *options,
+    ]
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children.append(process)
+    deadline = time.monotonic() + 10
+    while not pidfile.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"dnsmasq ({name}) did not start: {process.communicate(timeout=5)[1].decode()}")
+        time.sleep(0.02)
+
+
+def ra_options(dhcpv6: bool, reserve: dict[str, str] | None) -> list[str]:
+    """dnsmasq's router advertisements for LAN6_NET: SLAAC only, or (dhcpv6) the managed flag and a DHCPv6
+    range, `reserve` mapping a MAC to a fixed address (read from the client's DUID-LL(T) or the neighbours)."""
+    if dhcpv6:
+        ranges = [f"--dhcp-range={DHCP6_RANGE[0]},{DHCP6_RANGE[1]},64,1h"]
+    else:
+        ranges = ["--dhcp-range=::,constructor:lanbr,ra-only,64,1h"]
+    return ["--enable-ra", *ranges, *(f"--dhcp-host={mac},[{address}]" for mac, address in (reserve or {}).items())]
 
 
 def run(
