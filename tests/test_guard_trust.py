@@ -96,6 +96,12 @@ def test_a_pth_path_that_a_user_could_create_later_is_refused(root: Path) -> Non
     assert f"{home}: owned by uid 1000, not root; its code runs as root at boot (added to sys.path by " in err
 
 
+def test_a_pth_that_is_a_fifo_is_refused_without_opening_it(root: Path) -> None:
+    fifo = root / SITE / "hang.pth"
+    os.mkfifo(fifo, 0o644)  # site.py would block on it at boot, and so would a careless check now
+    assert f"{fifo}: not a regular file (a FIFO or device); Python would open it at boot\n" in refused(root)
+
+
 def test_setuptools_editable_finder_mapping_to_a_user_s_checkout_is_refused(root: Path) -> None:
     checkout = user_folder(root, "home/u/src/kvmbridge")
     finder = "__editable___kvmbridge_0_1_0_finder"

@@ -304,9 +304,11 @@ class _Loads:
 
     def pth(self, folder: str, name: str) -> None:
         dest = f"{folder}/{name}"
-        real = self.path(dest, "a .pth file Python reads at boot")
-        if real is None or not real.is_file():
+        real = self.path(dest, "a .pth file Python reads at boot", missing_ok=True)
+        if real is None or real.is_dir():  # Python fails to open it and skips it
             return
+        if not real.is_file():
+            self.stop(f"{self.shown(dest)}: not a regular file (a FIFO or device); Python would open it at boot")
         for row in self.read(real, dest).splitlines():
             if row.startswith("#") or not row.strip():
                 continue
@@ -342,7 +344,7 @@ class _Loads:
                     value = ast.literal_eval(value_node)
                     for item in value.values():
                         paths += [item] if isinstance(item, str) else list(item)
-        except (SyntaxError, ValueError, TypeError, AttributeError):
+        except (SyntaxError, ValueError, TypeError, AttributeError, RecursionError, MemoryError):
             self.stop(f"{self.shown(dest)}: cannot tell which folders this editable install loads")
         for path in paths:
             if not isinstance(path, str) or not path.startswith("/"):
