@@ -187,8 +187,9 @@ def test_slaac_host_keeps_its_eui64_address_through_the_bridge(tmp_path: Path) -
 
 
 def test_ipv6_only_dhcpv6_host_keeps_its_address_with_a_mac_reservation(tmp_path: Path) -> None:
-    """DHCPv6 leases follow the DUID; dhclient on the bridge makes a new DUID from the kept MAC, so a
-    reservation by MAC on the server hands the same address back."""
+    """DHCPv6 leases follow the DUID. Each ifup here gets a fresh /var/lib/dhcp, so the bridge's dhclient
+    makes a new DUID from the kept MAC and a reservation by MAC keeps the address; the DUID carried over
+    from the port's lease file (the rendered pre-up) is proven in the image lab (test_image_ipv6)."""
     with Lab() as lab:
         lab.wire([("eth0", True)])
         mac = lab.ip_json(lab.host, "link show dev eth0")[0]["address"]
@@ -203,7 +204,7 @@ def test_ipv6_only_dhcpv6_host_keeps_its_address_with_a_mac_reservation(tmp_path
         assert bridge.ipv4.method == "manual"
         assert bridge.ipv6 is not None and bridge.ipv6.method == "dhcp"
         assert bridge.hwaddress == mac
-        assert "reservation by MAC" in text
+        assert "starts from eth0's DUID (/var/lib/dhcp/dhclient6.eth0.leases)" in text
         facts = reboot_into(lab, profile, root)
         assert facts["ipv6"] == before[0]["local"]
 

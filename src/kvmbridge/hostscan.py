@@ -198,7 +198,7 @@ def starter_from_host(
     values |= _ipv4_values(live, nic, _via(route4, nic), warnings)
     if netplan.get("dhcp4") is True and values["method"] != "dhcp":
         values |= {"method": "dhcp", "address": "", "gateway": ""}  # netplan says so, whatever the kernel flags
-    values |= _ipv6_values(live, nic, _via(route6, nic), parsed, notes=notes, warnings=warnings)
+    values |= _ipv6_values(live, nic, _via(route6, nic), parsed, notes=notes, warnings=warnings, renderer=renderer)
     if values["method"] == "manual" and values.get("ipv6_method") and "ipv6_dns" not in values:
         values["ipv6_dns"] = tuple(dns)
     if check_ifname(port) is not None:
@@ -285,6 +285,7 @@ def _ipv6_values(
     *,
     notes: list[str],
     warnings: list[str],
+    renderer: str,
 ) -> dict[str, Any]:
     """How the NIC got its IPv6 addresses, told apart by what the kernel shows.
 
@@ -350,9 +351,15 @@ def _ipv6_values(
         notes.append(f"{nic} forwards IPv6 with accept_ra 1, so RAs are ignored there; accept_ra 2 written instead")
         accept_ra = 2
     values |= {"ipv6_method": method, "ipv6_accept_ra": accept_ra}
-    if method == "dhcp":
+    if method == "dhcp" and renderer == "ifupdown":
         notes.append(
-            "DHCPv6 leases follow the client's DUID, which the bridge's dhclient makes anew, and the reboot does "
+            f"DHCPv6 leases follow the client's DUID and IAID: the bridge's first dhclient starts from {nic}'s "
+            f"DUID (/var/lib/dhcp/dhclient6.{nic}.leases) and the kept MAC gives the same IAID, so the server "
+            "hands the same lease back"
+        )
+    elif method == "dhcp":
+        notes.append(
+            "DHCPv6 leases follow the client's DUID, which the bridge's client makes anew, and the reboot does "
             "not release the old lease: expect a new IPv6 address, unless you release it first and the server "
             "has a reservation by MAC"
         )

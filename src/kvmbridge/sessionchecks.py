@@ -59,7 +59,7 @@ def live_host(
     for name, bridge in profile.bridges.items():
         if nic not in bridge.ports:
             continue
-        keeps, caveat = _carries(bridge, server, live.link(nic) or {})
+        keeps, caveat = _carries(bridge, server, live.link(nic) or {}, profile.renderer)
         if not keeps:
             yield Finding(
                 "KB101",
@@ -125,13 +125,14 @@ class _Replaced:
         return self.files.listdir(path)
 
 
-def _carries(bridge: Bridge, server: str, nic_link: dict[str, Any]) -> tuple[bool, str | None]:
+def _carries(bridge: Bridge, server: str, nic_link: dict[str, Any], renderer: str) -> tuple[bool, str | None]:
     """Whether the bridge will hold `server` after the reboot, and what that hangs on.
 
     Both families count alike: a static address must be the same; DHCPv4 keeps
     its lease through the kept MAC (we send no client-id); SLAAC and link-local
     addresses keep their EUI-64 interface identifier only with the same MAC;
-    DHCPv6 leases follow the client's DUID, which the bridge's dhclient makes anew.
+    DHCPv6 leases follow the client's DUID, which the bridge's dhclient makes anew, except where the
+    ifupdown renderer's pre-up seeds it from the port's lease file.
     """
     address = ip_value(server)
     if address is None:
@@ -155,6 +156,12 @@ def _carries(bridge: Bridge, server: str, nic_link: dict[str, Any]) -> tuple[boo
         return bool(eui64), None
     if not kept_mac:
         return False, None
+    if renderer == "ifupdown":
+        return True, (
+            "the bridge's first dhclient starts from the DUID in /var/lib/dhcp/dhclient6.PORT.leases and the "
+            "kept MAC gives it the same IAID, so the server hands the lease back; a host whose DHCPv6 client "
+            "was not ifupdown's dhclient has no such file and needs a reservation"
+        )
     return True, (
         "DHCPv6 leases follow the client's DUID, which changes with the bridge: the server must hand this "
         "address to the kept MAC (a reservation), or the session is lost after the reboot"
