@@ -209,11 +209,11 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             method = b.ipv6.method
             if p.renderer == "ifupdown" and method == "dhcp" and b.hwaddress is not None and b.ports:
                 port = b.hwaddress if b.hwaddress in b.ports else b.ports[0]
-                v6["pre-up"] = (
+                v6["pre-up"] = [  # a command option: ifupdown keeps every one, so it reads back as a list
                     f"[ -e /var/lib/dhcp/dhclient6.{name}.leases ] || cat /var/lib/dhcp/dhclient6.{port}.leases "
                     f"/var/lib/dhcp/dhclient.{port}.leases 2>/dev/null | sed -n '/^default-duid /{{p;q}}' "
                     f">/var/lib/dhcp/dhclient6.{name}.leases || true"
-                )
+                ]
             if p.renderer == "ifupdown2":
                 # ifupdown2 3.0 has no inet6 auto and ignores an accept-ra keyword: the kernel's own
                 # SLAAC, let in by sysctl commands ifupdown2 runs once the bridge is up
