@@ -170,7 +170,7 @@ def test_an_env_shebang_is_refused_because_path_at_boot_picks_python(root: Path)
     write(root / EXECUTABLE.lstrip("/"), "#!/usr/bin/env python3\nfrom kvmbridge.cli import main\nmain()\n", 0o755)
     write(root / "usr/bin/env", b"\x7fELF env stand-in\n", 0o755)
     assert (
-        f"{EXECUTABLE}: its #! line runs /usr/bin/env, so PATH at boot picks the interpreter; "
+        f"{root}{EXECUTABLE}: its #! line runs /usr/bin/env, so PATH at boot picks the interpreter; "
         "name the interpreter by absolute path (as pip writes it)\n"
     ) in refused(root)
 
@@ -248,6 +248,8 @@ def test_an_executable_that_execve_cannot_run_is_refused(
         python.write_text('#!/bin/sh\nexec /usr/bin/python3.12 "$@"\n')
     interp = f"{root}/opt/kvmbridge/bin/python3 (the interpreter of {EXECUTABLE})"
     assert problem.format(exe=EXECUTABLE, interp=interp, root=root) in refused(root)
+    if problem.startswith("{exe}"):
+        assert f"\n{root}{EXECUTABLE}: " in "\n" + refused(root), "named under the root"
 
 
 def test_an_interpreter_on_a_noexec_mount_is_refused(root: Path) -> None:

@@ -174,17 +174,18 @@ class _Loads:
 
     def interpreter(self, executable: str, real: Path) -> tuple[str, Path, str | None]:
         """The interpreter the kernel runs for `executable`, checked to be a Python ELF; and its 3.N."""
+        exe = self.shown(executable)
         head = self.head(real, executable)
         if head.startswith(ELF):
-            self.stop(f"{executable}: an ELF binary, not kvmbridge's console script; cannot tell what it loads at boot")
+            self.stop(f"{exe}: an ELF binary, not kvmbridge's console script; cannot tell what it loads at boot")
         if not head.startswith(b"#!"):
-            self.stop(f"{executable}: has no #! line; systemd's execve would fail at boot (Exec format error)")
+            self.stop(f"{exe}: has no #! line; systemd's execve would fail at boot (Exec format error)")
         line, newline, _ = head[2:].partition(b"\n")
         if not newline:
-            self.stop(f"{executable}: its #! line is longer than the kernel's 255 bytes")
+            self.stop(f"{exe}: its #! line is longer than the kernel's 255 bytes")
         if b"\r" in line:
             self.stop(
-                f"{executable}: its #! line ends in a carriage return (CRLF); the kernel would look for an "
+                f"{exe}: its #! line ends in a carriage return (CRLF); the kernel would look for an "
                 "interpreter whose name ends in \\r"
             )
         try:
@@ -193,15 +194,15 @@ class _Loads:
             text = ""
         words = text.strip(" \t").split(None, 1)
         if not text.isprintable() or not words or not SAFE_EXECUTABLE.fullmatch(words[0]):
-            self.stop(f"{executable}: its #! line does not name an interpreter by a plain absolute path")
+            self.stop(f"{exe}: its #! line does not name an interpreter by a plain absolute path")
         interpreter = words[0]
         if posixpath.basename(interpreter) == "env":
             self.stop(
-                f"{executable}: its #! line runs {interpreter}, so PATH at boot picks the interpreter; "
+                f"{exe}: its #! line runs {interpreter}, so PATH at boot picks the interpreter; "
                 "name the interpreter by absolute path (as pip writes it)"
             )
         if len(words) > 1 and not HARMLESS_OPTIONS.fullmatch(words[1].strip(" \t")):
-            self.stop(f"{executable}: cannot tell what '#!{interpreter} {words[1].strip()}' loads")
+            self.stop(f"{exe}: cannot tell what '#!{interpreter} {words[1].strip()}' loads")
         real_interp = self.path(interpreter, f"the interpreter of {executable}")
         assert real_interp is not None
         what = f"{self.shown(interpreter)} (the interpreter of {executable})"
