@@ -156,6 +156,77 @@ def test_each_difference_is_one_line(breakage: Any, expected: list[str]) -> None
     assert lines(article(), facts) == expected
 
 
+def port_and_bridge(facts: dict[str, Any], port: dict[str, Any], bridge: dict[str, Any]) -> dict[str, Any]:
+    with_link(facts, "eth0", **port)
+    return with_link(facts, "br0", **bridge)
+
+
+NO_CARRIER = {"flags": ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"], "operstate": "DOWN"}
+
+
+def stp_port(state: str, carrier: bool = True) -> dict[str, Any]:
+    flags = ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"] if carrier else ["NO-CARRIER", "BROADCAST", "UP"]
+    return {
+        "flags": flags,
+        "operstate": "UP" if carrier else "LOWERLAYERDOWN",
+        "linkinfo": {"info_slave_kind": "bridge", "info_slave_data": {"state": state}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("port", "bridge", "expected"),
+    [
+        (  # outside review finding F7: the cable is out, yet status said "running as profiled"
+            stp_port("disabled", carrier=False),
+            NO_CARRIER,
+            [
+                "eth0: carrier: expected up, found no carrier",
+                "br0: carrier: expected up, found no carrier (no port has a link)",
+            ],
+        ),
+        (
+            {"flags": ["BROADCAST", "UP"], "operstate": "DORMANT"},
+            {"flags": ["BROADCAST", "UP"], "operstate": "LOWERLAYERDOWN"},
+            [
+                "eth0: carrier: expected up, found operstate dormant",
+                "br0: carrier: expected up, found operstate lowerlayerdown (no port has a link)",
+            ],
+        ),
+        (  # STP holds the only port: a loop, or another bridge wins: the host is cut off
+            stp_port("blocking"),
+            NO_CARRIER,
+            ["br0: carrier: expected up, found no carrier (no port forwards: eth0 blocking)"],
+        ),
+        (stp_port("listening"), NO_CARRIER, []),  # at every boot with STP on: a note, not a fault
+        (stp_port("learning"), NO_CARRIER, []),
+        (stp_port("forwarding"), {"flags": ["BROADCAST", "UP", "LOWER_UP"], "operstate": "UP"}, []),
+        ({"flags": ["UP", "LOWER_UP"], "operstate": "UNKNOWN"}, {"flags": ["UP"], "operstate": "UNKNOWN"}, []),
+    ],
+)
+def test_a_port_or_bridge_without_carrier_is_a_mismatch_but_stp_settling_is_a_note(
+    port: dict[str, Any], bridge: dict[str, Any], expected: list[str]
+) -> None:
+    facts = port_and_bridge(good_facts(article()), port, bridge)
+    result = compare(article(), render(article()), Facts(**facts))
+    assert [m.line() for m in result.mismatches] == expected
+    state = port.get("linkinfo", {}).get("info_slave_data", {}).get("state")
+    settling = [note for note in result.notes if "not forwarding yet" in note]
+    if state in ("listening", "learning"):
+        assert settling == [
+            f"br0: not forwarding yet: STP is eth0 {state}; it forwards within 2 x forward_delay (0s) of the port's link"
+        ]
+    else:
+        assert settling == []
+
+
+def test_a_bridge_without_ports_needs_no_carrier() -> None:
+    profile = tuned(article(), ports=())
+    facts = good_facts(profile)
+    facts["links"] = facts["links"][1:]
+    with_link(facts, "br0", **NO_CARRIER)
+    assert lines(profile, facts) == []
+
+
 def test_bridge_sysctl_keys_count_as_fine_while_br_netfilter_is_not_loaded() -> None:
     facts = good_facts(article())
     for key in list(facts["sysctl"]):
@@ -380,6 +451,58 @@ def test_status_of_a_booted_host_exits_0_then_1_with_one_line_per_difference(boo
         "line": "br0: ports: expected eth0, found none",
     }
     assert report["guard"] == {"armed": False}
+
+
+def test_status_of_a_booted_host_whose_cable_is_out_exits_1(booted: Any) -> None:
+    """Outside review finding F7: the only port without carrier, the gateway unreachable, and exit 0."""
+    lab, path, root = booted
+    lab.sh(lab.lan, "ip link set l0 down")  # the switch end of eth0: the cable is pulled
+    assert not lab.ping(lab.host, GATEWAY)
+    code, out, _ = status_cli(lab, path, root)
+    assert code == 1  # the VM's vnet0 still gives br0 carrier: only the port is down
+    assert [line for line in out.splitlines() if not line.startswith("note: ")] == [
+        "eth0: carrier: expected up, found no carrier",
+        "boot guard: not armed",
+        "kvm01: 1 difference(s) from " + str(path) + " (1 bridges, 4 sysctl, 0 networks, 4 files checked)",
+    ]
+    lab.sh(lab.host, "ip link del vnet0")  # the guest goes: nothing forwards on br0 any more
+    code, out, _ = status_cli(lab, path, root)
+    assert code == 1
+    assert [line for line in out.splitlines() if not line.startswith("note: ")] == [
+        "eth0: carrier: expected up, found no carrier",
+        "br0: carrier: expected up, found no carrier (no port has a link)",
+        "boot guard: not armed",
+        "kvm01: 2 difference(s) from " + str(path) + " (1 bridges, 4 sysctl, 0 networks, 4 files checked)",
+    ]
+    lab.sh(lab.lan, "ip link set l0 up")
+    assert lab.wait_ping(lab.host, GATEWAY)
+    assert status_cli(lab, path, root)[0] == 0
+
+
+def test_status_while_stp_still_learns_at_boot_is_a_note_then_nothing(tmp_path: Path) -> None:
+    """With STP on, the port of a freshly started bridge listens, then learns, 2 x forward_delay without
+    carrier on the bridge: every boot passes through it, so it is no fault (auto-confirm's gateway check
+    retries through it); once forwarding, nothing is left to say."""
+    require_root()
+    for tool in ("ip", "ifup", "brctl", "unshare", "ping", "sysctl"):
+        require_tool(tool)
+    profile = tuned(msgspec.structs.replace(article(), networks={}), stp=True, forward_delay=4, max_wait=0)
+    root = tmp_path / "root"
+    render_tree(profile, root)
+    path = tmp_path / profile.source_name
+    path.write_text(profile_toml(profile))
+    with Lab() as lab:
+        lab.wire_ports(profile)
+        lab.apply_sysctl(root)
+        assert lab.ifup(root).returncode == 0
+        code, out, _ = status_cli(lab, path, root)
+        assert code == 0, out
+        settling = [line for line in out.splitlines() if "not forwarding yet" in line]
+        assert len(settling) == 1 and settling[0].startswith("note: br0: not forwarding yet: STP is eth0 l"), out
+        assert settling[0].endswith("it forwards within 2 x forward_delay (8s) of the port's link")
+        assert lab.wait_ping(lab.host, GATEWAY, 15)
+        code, out, _ = status_cli(lab, path, root)
+        assert code == 0 and "not forwarding yet" not in out, out
 
 
 def test_status_of_a_bad_profile_is_one_line_and_exit_2(tmp_path: Path) -> None:
