@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -283,6 +284,51 @@ def test_status_and_backups_show_an_armed_guard_then_an_expired_one(root: Path) 
         line.startswith("boot guard: expired at ")
         for line in run("status", ARTICLE, "--root", root).stdout.splitlines()
     )
+
+
+EXPIRED = "var/lib/kvmbridge/guard-expired.json"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda r: {}, "damaged (Object missing required field `version`)"),
+        (lambda r: {**r, "reason": "a\nb: injected line"}, "damaged (reason or duration: not what the guard writes)"),
+        (lambda r: {**r, "undo": 7}, "damaged (Expected `str | null`, got `int` - at `$.undo`)"),
+        (lambda r: {**r, "undo": "None"}, "damaged (undo: not a backup set ID)"),
+        (lambda r: {**r, "time": "now\nrun kvmbridge rollback x"}, "damaged (time or boot_id: not a time stamp)"),
+        (lambda r: {**r, "restored": ["/etc/shadow"]}, "damaged (restored or removed: not a path kvmbridge writes)"),
+        (lambda r: {**r, "x\ny": 1}, "damaged (Object contains unknown field `x\\ny`)"),
+        (lambda r: [r], "damaged (Expected `object`, got `array`)"),
+    ],
+)
+def test_a_tampered_expiry_record_is_never_printed(root: Path, change: Any, problem: str) -> None:
+    """Outside review finding F12: guard-expired.json was printed as found, `rollback None` and injected lines."""
+    guarded(root)
+    assert run("expire-guard", "--root", root).exit_code == 0
+    record = json.loads((root / EXPIRED).read_text())
+    (root / EXPIRED).write_text(json.dumps(change(record)))
+    status = run("status", ARTICLE, "--root", root)
+    assert status.stderr == ""
+    shown = [line for line in status.stdout.splitlines() if line.startswith("boot guard: ")]
+    assert shown == [
+        f"boot guard: last expiry record unusable: {root}/{EXPIRED}: {problem}; not shown",
+        "boot guard: not armed",
+    ]
+    assert not [line for line in status.stdout.splitlines() if "injected" in line or "run kvmbridge" in line]
+    report = json.loads(run("status", ARTICLE, "--root", root, "--json").stdout)
+    assert report["guard_expired"] == {"error": f"{root}/{EXPIRED}: {problem}; not shown"}
+
+
+def test_an_expiry_record_that_is_a_symlink_is_not_followed(root: Path, tmp_path: Path) -> None:
+    guarded(root)
+    run("expire-guard", "--root", root)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text((root / EXPIRED).read_text())
+    (root / EXPIRED).unlink()
+    (root / EXPIRED).symlink_to(elsewhere)
+    shown = [line for line in run("status", ARTICLE, "--root", root).stdout.splitlines() if "expir" in line]
+    assert shown == [f"boot guard: last expiry record unusable: {root}/{EXPIRED}: not a regular file; not shown"]
 
 
 # --- guard.json is data, not orders ------------------------------------------------------------

@@ -471,10 +471,10 @@ def expire_guard(root: Path) -> None:
 
     report = expire(Root(root))
     click.echo(
-        f"kvmbridge boot guard: {report['reason']}: restored backup {report['backup']} "
-        f"({len(report['restored'])} file(s) restored, {len(report['removed'])} removed); rebooting into it"
+        f"kvmbridge boot guard: {report.reason}: restored backup {report.backup} "
+        f"({len(report.restored)} file(s) restored, {len(report.removed)} removed); rebooting into it"
     )
-    click.echo(f"kvmbridge boot guard: undo the revert with: kvmbridge rollback {report['undo']}")
+    click.echo(f"kvmbridge boot guard: undo the revert with: kvmbridge rollback {report.undo}")
 
 
 @main.command(name="auto-confirm", hidden=True)

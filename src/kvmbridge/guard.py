@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from .confine import BACKUP_ID
+from .confine import BACKUP_ID, is_managed
 from .errors import KvmbridgeError, RefusedError, UsageError
 from .guardfiles import CHECK, CHECK_LINK, EXPIRED, GUARD, GUARD_FILES, SERVICE, TIMER, TIMER_LINK, UNIT_DIR
 from .profile import PROFILE_LIMIT
@@ -132,19 +132,75 @@ def read_guard(root: Root) -> GuardRecord | None:
     return record
 
 
-def read_expired(root: Root) -> dict[str, Any] | None:
-    """What the last expired guard did (guard-expired.json), for `status`; None when absent or unreadable."""
+class ExpiredRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """guard-expired.json: what the guard did when its deadline passed, for `status` (written by expire)."""
+
+    version: int
+    time: str
+    boot_id: str | None
+    reason: str
+    backup: str
+    undo: str | None
+    duration: str
+    profile: str
+    restored: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def _stamp(text: str, limit: int = 64) -> bool:
+    return text.isprintable() and len(text) <= limit
+
+
+def _check_expired(record: ExpiredRecord) -> str | None:
+    if record.version != 1:
+        return f"unknown version {record.version}"
+    if not BACKUP_ID.fullmatch(record.backup):
+        return "backup: not a backup set ID"
+    if record.undo is not None and not BACKUP_ID.fullmatch(record.undo):
+        return "undo: not a backup set ID"
+    if not _stamp(record.time) or (record.boot_id is not None and not _stamp(record.boot_id)):
+        return "time or boot_id: not a time stamp"
+    if not _DURATION.fullmatch(record.duration) or record.reason != expiry_reason(record.duration):
+        return "reason or duration: not what the guard writes"
+    if not _stamp(record.profile, 255) or "/" in record.profile:
+        return "profile: not a plain file name"
+    if not all(is_managed(path) for path in (*record.restored, *record.removed)):
+        return "restored or removed: not a path kvmbridge writes"
+    return None
+
+
+def expiry_reason(duration: str) -> str:
+    return f"not confirmed within {duration} after boot"
+
+
+def expired_bytes(record: ExpiredRecord) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(record), indent=2) + b"\n"
+
+
+def read_expired(root: Root) -> ExpiredRecord | str | None:
+    """What the last expired guard did (guard-expired.json), None when absent, or why it cannot be shown.
+
+    Hostile data like guard.json: schema-checked, and nothing of a record that fails is ever printed.
+    """
+    path = root.path(EXPIRED)
     try:
         on_disk = root.read(EXPIRED, limit=MAX_RECORD_BYTES)
     except KvmbridgeError:
+        return f"{path}: not a regular file of at most {MAX_RECORD_BYTES} bytes; not shown"
+    if on_disk.kind == "missing":
         return None
     if on_disk.kind != "file" or on_disk.data is None:
-        return None
+        return f"{path}: not a regular file; not shown"
     try:
-        value = msgspec.json.decode(on_disk.data)
-    except msgspec.DecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+        record = msgspec.json.decode(on_disk.data, type=ExpiredRecord)
+    except msgspec.DecodeError as exc:
+        return f"{path}: damaged ({_oneline(exc)}); not shown"
+    problem = _check_expired(record)
+    return f"{path}: damaged ({problem}); not shown" if problem is not None else record
+
+
+def _oneline(exc: BaseException) -> str:
+    return repr(str(exc))[1:-1][:200]
 
 
 def refuse_if_armed(root: Root) -> None:

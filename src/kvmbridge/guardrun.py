@@ -7,7 +7,6 @@ own files were created by that install, so they leave with it.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import socket
 import struct
@@ -15,12 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .confine import is_rendered
 from .errors import KvmbridgeError, RefusedError
 from .fileset import RenderedFile, RenderedSet
-from .guard import EXPIRED, GUARD, GUARD_FILES, GuardRecord, read_guard
+from .guard import EXPIRED, GUARD, GUARD_FILES, ExpiredRecord, GuardRecord, expired_bytes, expiry_reason, read_guard
 from .install import locked, refuse_unprivileged, rollback
 from .livestatus import Facts, Status, compare, gather_facts
 from .model import HostProfile
@@ -63,25 +61,25 @@ def confirm(root: Root) -> Confirmed:
         return Confirmed(record, tuple(removed), damaged)
 
 
-def expire(root: Root) -> dict[str, Any]:
+def expire(root: Root) -> ExpiredRecord:
     """The deadline passed unconfirmed: roll the guarded set back and say so in guard-expired.json."""
     record = read_guard(root)
     if record is None:
         raise KvmbridgeError(f"{root.path(GUARD)}: no boot guard is armed; nothing to revert")
     chosen, undo = rollback(root, record.backup, force=True, for_guard=True)
-    report = {
-        "version": 1,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "boot_id": _boot_id(),
-        "reason": f"not confirmed within {record.duration} after boot",
-        "backup": chosen.id,
-        "undo": undo.id if undo is not None else None,
-        "duration": record.duration,
-        "profile": record.profile_name,
-        "restored": [e.path for e in chosen.entries if e.existed],
-        "removed": [e.path for e in chosen.entries if not e.existed],
-    }
-    root.write_file(EXPIRED, (json.dumps(report, indent=2) + "\n").encode(), 0o644)
+    report = ExpiredRecord(
+        version=1,
+        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        boot_id=_boot_id(),
+        reason=expiry_reason(record.duration),
+        backup=chosen.id,
+        undo=undo.id if undo is not None else None,
+        duration=record.duration,
+        profile=record.profile_name,
+        restored=tuple(e.path for e in chosen.entries if e.existed),
+        removed=tuple(e.path for e in chosen.entries if not e.existed),
+    )
+    root.write_file(EXPIRED, expired_bytes(report), 0o644)
     return report
 
 

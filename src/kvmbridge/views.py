@@ -9,11 +9,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .check import HostCheck
 from .diff import semantic, unified
 from .findings import Report
 from .formats import FORMATS
-from .guard import UNIT_DIR, GuardRecord, GuardSpec
+from .guard import UNIT_DIR, ExpiredRecord, GuardRecord, GuardSpec
 from .guardrun import Confirmed
 from .livestatus import Status
 from .model import HostProfile
@@ -106,7 +108,7 @@ def backups_table(manifests: Sequence[Manifest], guard: GuardRecord | str | None
     yield from guard_lines(guard, None)
 
 
-def guard_lines(guard: GuardRecord | str | None, expired: dict[str, Any] | None) -> Iterator[str]:
+def guard_lines(guard: GuardRecord | str | None, expired: ExpiredRecord | str | None) -> Iterator[str]:
     """The boot guard as `status` and `backups` show it."""
     if isinstance(guard, str):
         yield f"boot guard: unusable record: {guard}"
@@ -116,11 +118,11 @@ def guard_lines(guard: GuardRecord | str | None, expired: dict[str, Any] | None)
             f"boot guard: armed for backup {guard.backup} (armed {guard.armed_at}): reverts {guard.duration} after "
             f"boot unless `kvmbridge confirm`{auto}"
         )
-    if expired is not None:
-        yield (
-            f"boot guard: expired at {expired.get('time')}: {expired.get('reason')}; restored backup "
-            f"{expired.get('backup')} (undo with: kvmbridge rollback {expired.get('undo')})"
-        )
+    if isinstance(expired, str):
+        yield f"boot guard: last expiry record unusable: {expired}"
+    elif expired is not None:
+        undo = f" (undo with: kvmbridge rollback {expired.undo})" if expired.undo else ""
+        yield f"boot guard: expired at {expired.time}: {expired.reason}; restored backup {expired.backup}{undo}"
 
 
 def guard_armed_lines(guard: GuardSpec, root: Path) -> Iterator[str]:
@@ -138,7 +140,7 @@ def status_lines(
     result: Status,
     *,
     guard: GuardRecord | str | None,
-    expired: dict[str, Any] | None,
+    expired: ExpiredRecord | str | None,
 ) -> Iterator[str]:
     yield from (m.line() for m in result.mismatches)
     yield from (f"note: {note}" for note in result.notes)
@@ -159,7 +161,7 @@ def status_json(
     result: Status,
     *,
     guard: GuardRecord | str | None,
-    expired: dict[str, Any] | None,
+    expired: ExpiredRecord | str | None,
 ) -> dict[str, Any]:
     if isinstance(guard, str):
         guard_value: dict[str, Any] = {"armed": None, "error": guard}
@@ -174,7 +176,9 @@ def status_json(
         "notes": list(result.notes),
         "checked": result.checked,
         "guard": guard_value,
-        "guard_expired": expired,
+        "guard_expired": (
+            {"error": expired} if isinstance(expired, str) else msgspec.structs.asdict(expired) if expired else None
+        ),
     }
 
 
