@@ -263,7 +263,36 @@ def test_the_revert_restores_the_old_files_byte_for_byte_and_says_so(root: Path)
     assert report["backup"] == backup and report["reason"] == "not confirmed within 10m after boot"
     assert "/etc/network/interfaces" in report["restored"] and f"/{GUARD}" in report["removed"]
     assert run("rollback", report["undo"], "--root", root).exit_code == 0  # the revert itself can be undone
-    assert (root / GUARD).exists()  # ... and that brings the guard back with the install
+    assert not (root / GUARD).exists()  # ... without arming the guard again (see below)
+
+
+def test_undoing_the_revert_brings_the_install_back_without_re_arming_the_guard(root: Path) -> None:
+    """Outside review finding F10: the printed `kvmbridge rollback U` restored guard.json and the timer with
+    the old deadline, silently: the next boot reverted again unless the admin also thought of `confirm`.
+    A rollback never arms a guard, says so, and takes the now stale expiry report with it (undoably)."""
+    guarded(root)
+    installed = tree(root)
+    expired = run("expire-guard", "--root", root)
+    undo = expired.stdout.splitlines()[-1].split("kvmbridge rollback ")[1].split()[0]
+    assert expired.stdout.splitlines()[-1].endswith("(brings this install back without its guard)")
+    result = run("rollback", undo, "--root", root)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "boot guard: not re-armed (a rollback never arms one): the next boot keeps this configuration; "
+        "check it with `kvmbridge status PROFILE`"
+    ) in result.stdout.splitlines()
+    assert "  removed   var/lib/kvmbridge/guard-expired.json" in result.stdout.splitlines()
+    now = tree(root)
+    for rel in [*GUARD_FILES, EXPIRED]:
+        assert rel not in now, rel
+    configuration = {k: v for k, v in installed.items() if k.startswith("etc/") and k not in GUARD_FILES}
+    assert {k: v for k, v in now.items() if k in configuration} == configuration
+    shown = [line for line in run("status", ARTICLE, "--root", root).stdout.splitlines() if "boot guard" in line]
+    assert shown == ["boot guard: not armed"]
+    assert run("install", GOLDEN / "two-bridges.toml", "--root", root, "--dry-run").exit_code == 0  # not armed
+    again = result.stdout.splitlines()[-1].split("kvmbridge rollback ")[1].split()[0]
+    assert run("rollback", again, "--root", root).exit_code == 0  # and that is undoable too
+    assert (root / EXPIRED).exists() and not (root / GUARD).exists()
 
 
 def test_status_and_backups_show_an_armed_guard_then_an_expired_one(root: Path) -> None:

@@ -474,7 +474,10 @@ def expire_guard(root: Path) -> None:
         f"kvmbridge boot guard: {report.reason}: restored backup {report.backup} "
         f"({len(report.restored)} file(s) restored, {len(report.removed)} removed); rebooting into it"
     )
-    click.echo(f"kvmbridge boot guard: undo the revert with: kvmbridge rollback {report.undo}")
+    click.echo(
+        f"kvmbridge boot guard: undo the revert with: kvmbridge rollback {report.undo} "
+        "(brings this install back without its guard)"
+    )
 
 
 @main.command(name="auto-confirm", hidden=True)

@@ -10,8 +10,16 @@ from pathlib import Path
 
 from .errors import KvmbridgeError, RefusedError, RolledBackError
 from .fileset import RenderedSet
-from .guard import GuardSpec, guard_ops, read_guard, refuse_if_armed, refuse_unreadable
-from .guardfiles import GUARD, GUARD_FILES
+from .guard import (
+    ExpiredRecord,
+    GuardSpec,
+    guard_ops,
+    read_expired,
+    read_guard,
+    refuse_if_armed,
+    refuse_unreadable,
+)
+from .guardfiles import EXPIRED, GUARD, GUARD_FILES
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
 from .preflight import plan_refusal
@@ -186,6 +194,10 @@ def rollback(
         try:
             # The guard's files last: a revert cut short keeps its timer until the configuration is back.
             ops = sorted(restore_ops(chosen, root), key=lambda op: op.path in GUARD_FILES)
+            # A rollback never arms a boot guard: undoing a revert (or a rollback of a guarded install)
+            # brings the configuration back, not a timer with an old deadline that reverts it again.
+            ops = [op for op in ops if op.path not in GUARD_FILES or (op.data is None and op.link is None)]
+            ops += _stale_expiry(root, chosen)
         except OSError as exc:
             if isinstance(exc, Interrupted):
                 raise
@@ -205,6 +217,14 @@ def rollback(
         )
         remove_empty_folders(root, chosen.created_dirs)
         return chosen, undo
+
+
+def _stale_expiry(root: Root, chosen: Manifest) -> list[Op]:
+    """Undoing the guard's revert makes its report (guard-expired.json) history: it leaves in the same set."""
+    expired = read_expired(root)
+    if isinstance(expired, ExpiredRecord) and expired.undo == chosen.id:
+        return [Op(EXPIRED)]
+    return []
 
 
 def _allowed(entry: Entry) -> set[str | None]:

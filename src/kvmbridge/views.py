@@ -15,7 +15,7 @@ from .check import HostCheck
 from .diff import semantic, unified
 from .findings import Report
 from .formats import FORMATS
-from .guard import UNIT_DIR, ExpiredRecord, GuardRecord, GuardSpec
+from .guard import GUARD_FILES, UNIT_DIR, ExpiredRecord, GuardRecord, GuardSpec
 from .guardrun import Confirmed
 from .livestatus import Status
 from .model import HostProfile
@@ -97,6 +97,11 @@ def rollback_report(chosen: Manifest, undo: Manifest, root: Path) -> Iterator[st
     for entry in undo.entries:
         yield f"  {'restored' if entry.path in existed else 'removed':<9} {entry.path.lstrip('/')}"
     yield f"rolled back {chosen.id}; the files it replaced are backed up as {undo.id}"
+    if any(e.path in GUARD_FILES and e.existed for e in chosen.entries):
+        yield (
+            "boot guard: not re-armed (a rollback never arms one): the next boot keeps this configuration; "
+            "check it with `kvmbridge status PROFILE`"
+        )
     yield f"undo this rollback with: kvmbridge rollback {undo.id}{root_flag(root)}"
 
 
