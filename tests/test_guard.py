@@ -568,3 +568,38 @@ def test_auto_confirm_checks_the_installed_hashes_not_a_render_by_the_kvmbridge_
         result = lab.sh(lab.host, shlex.join([*command, "10"]), check=False)
         assert (result.returncode, result.stdout.splitlines()) == (0, ["passed"]), result.stdout + result.stderr
     assert not (root / GUARD).exists()
+
+
+def test_auto_confirm_names_each_file_changed_gone_or_back_since_the_guarded_install(root: Path) -> None:
+    """What the self-check compares: the guarded set's recorded hashes, for every file it wrote or removed."""
+    from kvmbridge.guard import read_guard
+    from kvmbridge.guardrun import installed_files
+    from kvmbridge.root import Root
+
+    assert run("install", GOLDEN / "two-bridges.toml", "--root", root).exit_code == 0
+    lab_xml = (root / "etc/libvirt/qemu/networks/lab.xml").read_bytes()
+    backup = guarded(root, "--auto-confirm")  # the article's render removes two-bridges' networks
+    target = Root(root)
+    record = read_guard(target)
+    assert record is not None
+    files, differ = installed_files(target, record)
+    assert differ == () and "/etc/network/interfaces" in {f.path for f in files}
+    (root / "etc/libvirt/qemu/networks/lab.xml").write_bytes(lab_xml)
+    (root / "etc/sysctl.d/ip_forward.conf").unlink()
+    with (root / "etc/network/interfaces").open("a") as handle:
+        handle.write("# edited\n")
+    files, differ = installed_files(target, record)
+    assert sorted(differ) == [
+        ("/etc/libvirt/qemu/networks/lab.xml", "kept"),
+        ("/etc/network/interfaces", "changed"),
+        ("/etc/sysctl.d/ip_forward.conf", "gone"),
+    ]
+    assert "/etc/network/interfaces" not in {f.path for f in files}
+    state = json.loads((root / "var/lib/kvmbridge/state.json").read_text())
+    (root / "var/lib/kvmbridge/state.json").write_text(json.dumps({**state, "backup": "20000101T000000.000000Z"}))
+    result = run("auto-confirm", "--root", root)
+    assert result.exit_code == 2 and (root / GUARD).exists()
+    assert result.stderr == (
+        f"{root}/var/lib/kvmbridge/state.json: written by backup 20000101T000000.000000Z, not by the guarded "
+        f"backup {backup}; cannot tell what the guarded install wrote\n"
+    )
