@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import GOLDEN, REPO
+from .roots import seed_old_host, snapshot
 
 ANSIBLE = REPO / "ansible"
 COLLECTION = ANSIBLE / "ansible_collections/kvmbridge/fleet"
@@ -82,3 +83,89 @@ def test_ansible_lint_passes_on_the_role_and_the_example_playbook() -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_install_module_reports_what_install_json_did_on_a_local_root(tmp_path: Path) -> None:
+    """The module without SSH: a local connection, temporary roots; its returns come from `install --json`."""
+    good = seed_old_host(tmp_path / "good")
+    untouched = seed_old_host(tmp_path / "check-mode")
+    before = snapshot(untouched)
+    blocked = seed_old_host(tmp_path / "blocked")
+    (blocked / "etc/netplan").mkdir()
+    (blocked / "etc/netplan/50-cloud-init.yaml").write_text("network:\n  ethernets:\n    eth0:\n      dhcp4: true\n")
+    out = tmp_path / "results.json"
+    install = {
+        "profile": str(GOLDEN / "article.toml"),
+        "root": "{{ item }}",
+        "executable": str(Path(sys.executable).parent / "kvmbridge"),
+    }
+    playbook = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "plan",
+                    "kvmbridge.fleet.install": install,
+                    "check_mode": True,
+                    "diff": True,
+                    "loop": [str(untouched)],
+                    "register": "planned",
+                },
+                {
+                    "name": "apply",
+                    "kvmbridge.fleet.install": install,
+                    "loop": [str(good), str(blocked)],
+                    "register": "applied",
+                    "ignore_errors": True,
+                },
+                {"name": "again", "kvmbridge.fleet.install": install, "loop": [str(good)], "register": "again"},
+                {
+                    "name": "keep",
+                    "ansible.builtin.copy": {
+                        "content": "{{ {'planned': planned.results, 'applied': applied.results, 'again': again.results} | to_json }}",
+                        "dest": str(out),
+                        "mode": "0600",
+                    },
+                },
+            ],
+        }
+    ]
+    (tmp_path / "site.yml").write_text(json.dumps(playbook))
+    result = subprocess.run(
+        [
+            tool("ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(tmp_path / "site.yml"),
+        ],
+        env={**env(), "HOME": str(tmp_path), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    done = json.loads(out.read_text())
+    (planned,) = done["planned"]
+    assert planned["changed"] is True and planned["backup_id"] is None
+    assert any(d["after_header"].endswith("/etc/network/interfaces") for d in planned["diff"])
+    assert snapshot(untouched) == before  # check mode wrote nothing
+
+    first, refused = done["applied"]
+    (backup_id,) = os.listdir(good / "var/backups/kvmbridge")
+    assert first["changed"] is True and first["backup_id"] == backup_id
+    assert first["rollback"] == f"kvmbridge rollback {backup_id} --root {good}"
+    actions = {f["path"]: f["action"] for f in first["files"]}
+    assert actions["/etc/network/interfaces"] == "update" and actions["/etc/udev/rules.d/99-bridge.rules"] == "create"
+    assert first["guard"]["armed"] is False
+    assert refused["failed"] is True and refused["msg"].startswith("error: KB102 eth0: netplan")
+    assert refused["backup_id"] is None and not (blocked / "var/backups/kvmbridge").exists()
+
+    (again,) = done["again"]
+    assert again["changed"] is False and again["backup_id"] is None
+    assert {f["action"] for f in again["files"]} == {"none"}

@@ -456,3 +456,83 @@ def test_install_report_names_backup_rollback_checks_and_activation(tmp_path: Pa
     assert "to activate now instead (not run; over SSH this can cut your session):" in lines
     assert "  systemctl restart networking" in lines
     assert "  virsh net-define /etc/libvirt/qemu/networks/prod.xml && virsh net-start prod" in lines
+
+
+def test_install_json_says_what_it_did_and_only_json_goes_to_stdout(tmp_path: Path) -> None:
+    """--json: the backup ID, each file with its action, findings and guard, for scripts and the Ansible module."""
+    root = seed_old_host(tmp_path / "root")
+    before = snapshot(root)
+    dry = run("install", ARTICLE, "--root", root, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    planned = json.loads(dry.stdout)
+    assert snapshot(root) == before
+    assert planned["dry_run"] is True and planned["changed"] is False and planned["backup_id"] is None
+    actions = {f["path"]: f["action"] for f in planned["files"]}
+    assert actions["/etc/network/interfaces"] == "update"
+    assert actions["/etc/udev/rules.d/99-bridge.rules"] == "create"
+    assert actions["/etc/libvirt/qemu/networks/autostart/bridge-network.xml"] == "create"
+
+    done = run("install", ARTICLE, "--root", root, "--json")
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)  # the whole of stdout: no human lines around it
+    (backup_id,) = os.listdir(root / BACKUPS)
+    assert report["changed"] is True and report["dry_run"] is False and report["refused"] == []
+    assert report["backup_id"] == backup_id
+    assert report["rollback"] == f"kvmbridge rollback {backup_id} --root {root}"
+    assert {f["path"]: f["action"] for f in report["files"]} == actions
+    assert {f["path"]: f["status"] for f in report["files"]}["/etc/network/interfaces"] == "update"
+    assert report["guard"] == {
+        "requested": False,
+        "armed": False,
+        "duration": None,
+        "seconds": None,
+        "auto_confirm": False,
+        "executable": None,
+    }
+    assert "systemctl restart networking" in report["activate"]
+    assert isinstance(report["findings"], list) and "safety_notes" in report
+    assert (root / "etc/udev/rules.d/99-bridge.rules").exists()
+
+    again = json.loads(run("install", ARTICLE, "--root", root, "--json").stdout)
+    assert again["changed"] is False and again["backup_id"] is None and again["rollback"] is None
+    assert {f["action"] for f in again["files"]} == {"none"}
+    assert os.listdir(root / BACKUPS) == [backup_id]
+
+
+def test_install_json_refused_keeps_the_findings_in_the_document_and_writes_nothing(tmp_path: Path) -> None:
+    root = seed_old_host(tmp_path / "root")
+    netplan = root / "etc/netplan/50-cloud-init.yaml"
+    netplan.parent.mkdir(parents=True)
+    netplan.write_text("network:\n  version: 2\n  ethernets:\n    eth0:\n      dhcp4: true\n")
+    before = snapshot(root)
+    result = run("install", ARTICLE, "--root", root, "--json")
+    assert result.exit_code == 3
+    report = json.loads(result.stdout)
+    assert snapshot(root) == before
+    assert report["changed"] is False and report["backup_id"] is None
+    (finding,) = [f for f in report["findings"] if f["severity"] == "error"]
+    assert finding["id"] == "KB102" and finding["subject"] == "eth0"
+    assert report["refused"] and "nothing was changed" in report["refused"][0]
+    assert result.stderr.strip().splitlines()[-1] == report["refused"][-1]
+
+
+def test_install_json_reports_the_armed_guard(tmp_path: Path) -> None:
+    from .guardroots import EXECUTABLE, guardable_root
+
+    require_root()
+    root = guardable_root(tmp_path / "root")
+    result = run("install", ARTICLE, "--root", root, "--confirm-within", "10m", "--auto-confirm", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["guard"] == {
+        "requested": True,
+        "armed": True,
+        "duration": "10m",
+        "seconds": 600,
+        "auto_confirm": True,
+        "executable": EXECUTABLE,
+    }
+    assert (root / "var/lib/kvmbridge/guard.json").exists()
+    assert report["backup_id"] == json.loads((root / "var/lib/kvmbridge/guard.json").read_text())["backup"]
+    assert (root / "etc/systemd/system/kvmbridge-guard.timer").exists()
+    assert {f["path"]: f["action"] for f in report["files"]}["/etc/network/interfaces"] == "update"

@@ -236,6 +236,7 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
 @click.option(
     "--auto-confirm", is_flag=True, help="With --confirm-within: confirm by itself when status and the gateway pass."
 )
+@json_option
 @handle_errors
 def install(  # noqa: PLR0917 (one parameter per click option)
     profile: Path,
@@ -245,13 +246,14 @@ def install(  # noqa: PLR0917 (one parameter per click option)
     templates: Path | None,
     confirm_within: str | None,
     auto_confirm: bool,
+    as_json: bool,
 ) -> None:
     """Back up, then write the files atomically for activation at the next boot."""
     from .guard import refuse_if_armed
     from .install import install as run_install
     from .install import refuse_unprivileged
     from .preflight import run_preflight
-    from .views import guard_armed_lines, install_report, plan_lines
+    from .views import guard_armed_lines, install_json, install_report, plan_lines
 
     guard_request = _guard_request(confirm_within, auto_confirm, templates)
     guards: list[Any] = []
@@ -265,8 +267,19 @@ def install(  # noqa: PLR0917 (one parameter per click option)
     pf.require_valid()
     assert pf.target is not None and pf.plan is not None and pf.safety is not None
     target, safety, guard = pf.target, pf.safety, guards[0]
-    _print_safety(safety, notes=False)
     refusal = pf.refusal(force)
+    if as_json:  # the findings are in the document; a refusal is its line on stderr and exit 3 as ever
+        report = install_json(pf.plan, safety, root, profile, backup_id=None, guard=guard, dry_run=dry_run)
+        if refusal is not None or dry_run:
+            _print_json({**report, "refused": list(refusal.lines) if refusal is not None else []})
+            if refusal is not None:
+                raise refusal
+            return
+        result = run_install(pf.profile, pf.files, target, profile_path=profile, force=force, guard=guard)
+        backup_id = result.manifest.id if result.manifest is not None else None
+        _print_json(install_json(result.plan, safety, root, profile, backup_id=backup_id, guard=guard))
+        return
+    _print_safety(safety, notes=False)
     if refusal is not None:
         raise refusal
     if dry_run:

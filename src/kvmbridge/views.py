@@ -56,6 +56,45 @@ def change_json(change: Change) -> dict[str, Any]:
     }
 
 
+ACTIONS = {"create": "create", "update": "update", "drift": "update", "remove": "remove"}
+"""What install does to a file of each plan status (drift is overwritten only with --force); else none."""
+
+
+def install_json(
+    plan: Plan,
+    safety: Report | None,
+    root: Path,
+    profile: Path,
+    *,
+    backup_id: str | None,
+    guard: GuardSpec | None,
+    dry_run: bool = False,
+    refused: Sequence[str] = (),
+) -> dict[str, Any]:
+    """`install --json`: what was done (or, dry run or refused, what would be), for scripts and Ansible."""
+    written = backup_id is not None
+    return {
+        **safety_json(safety),
+        "profile": str(profile),
+        "root": str(root),
+        "dry_run": dry_run,
+        "refused": list(refused),
+        "changed": written,
+        "backup_id": backup_id,
+        "rollback": f"kvmbridge rollback {backup_id}{root_flag(root)}" if written else None,
+        "files": [{**change_json(c), "action": ACTIONS.get(c.status, "none")} for c in plan.changes],
+        "guard": {
+            "requested": guard is not None,
+            "armed": written and guard is not None,
+            "duration": guard.duration if guard is not None else None,
+            "seconds": guard.seconds if guard is not None else None,
+            "auto_confirm": guard.auto_confirm if guard is not None else False,
+            "executable": guard.executable if guard is not None else None,
+        },
+        "activate": activation(plan) if written else [],
+    }
+
+
 def safety_json(report: Report | None) -> dict[str, Any]:
     if report is None:
         return {}

@@ -30,16 +30,20 @@ def executable(module):
     return path
 
 
-def run_json(module, args, ok_codes):
-    """Run `kvmbridge ARGS --json`: (rc, parsed stdout); any other exit fails with kvmbridge's own line."""
+def run_json(module, args, ok_codes, result=None):
+    """Run `kvmbridge ARGS --json`: (rc, parsed stdout); any other exit fails with kvmbridge's own line.
+
+    `result`: what the task returns when it fails here (the plan and findings gathered so far).
+    """
     cmd = [executable(module), *args, "--json"]
     rc, out, err = module.run_command(cmd, environ_update={"LC_ALL": "C.UTF-8"})
+    failed = dict(result or {}, rc=rc, stdout=out, stderr=err, cmd=cmd)
     if rc not in ok_codes:
-        module.fail_json(msg=last_line(err) or f"kvmbridge exited {rc}", rc=rc, stdout=out, stderr=err, cmd=cmd)
+        module.fail_json(msg=last_line(err) or f"kvmbridge {args[0]} exited {rc}", **failed)
     try:
         return rc, json.loads(out)
     except ValueError:
-        module.fail_json(msg=f"kvmbridge {args[0]}: output is not JSON", rc=rc, stdout=out, stderr=err, cmd=cmd)
+        module.fail_json(msg=f"kvmbridge {args[0]}: output is not JSON", **failed)
     return rc, None  # not reached: fail_json exits
 
 

@@ -14,17 +14,8 @@ description:
   - C(changed) only when a guard was armed. In check mode it reports whether one is armed and changes nothing.
 author:
   - kvmbridge developers (@kvmbridge)
-options:
-  root:
-    description:
-      - The target root on the managed host (C(--root)).
-    type: path
-    default: /
-  executable:
-    description:
-      - The kvmbridge command on the managed host.
-    type: path
-    default: /opt/kvmbridge/bin/kvmbridge
+extends_documentation_fragment:
+  - kvmbridge.fleet.kvmbridge
 attributes:
   check_mode:
     support: full

@@ -15,25 +15,17 @@ description:
     at the next boot, with backups, atomic writes and, optionally, a boot guard.
   - The profile is a file on the controller; the action plugin reads it and sends its text.
   - Runs C(kvmbridge diff --json) first. Nothing to change means no install at all, so a second run reports
-    C(changed=false) and arms no guard.
+    C(changed=false) and arms no guard. Otherwise runs C(kvmbridge install --json) and returns what it reports.
   - Safety findings of severity C(warning) become Ansible warnings; the first C(error) finding fails the host
     (C(msg) is that finding's line) unless O(force=true).
   - In check mode nothing is written; C(changed) says whether an install would change a file.
   - In diff mode each file that would change is returned before/after, as M(ansible.builtin.template) does.
 author:
   - kvmbridge developers (@kvmbridge)
+extends_documentation_fragment:
+  - kvmbridge.fleet.kvmbridge
+  - kvmbridge.fleet.kvmbridge.profile
 options:
-  profile:
-    description:
-      - Path of the TOML host profile on the controller (relative paths are searched like M(ansible.builtin.copy)'s
-        C(src)).
-      - Its file name is kept on the host, so a profile without C(hostname) takes the name's stem.
-    type: str
-    required: true
-  content:
-    description:
-      - The profile's text. Set by the action plugin from O(profile); do not set it by hand.
-    type: str
   confirm_within:
     description:
       - Arm a boot guard (C(--confirm-within)), for example C(45s), C(10m), C(1h) (30 seconds to 24 hours).
@@ -52,16 +44,6 @@ options:
       - Install despite blocking safety findings and files changed since kvmbridge wrote them (C(--force)).
     type: bool
     default: false
-  root:
-    description:
-      - The target root on the managed host (C(--root)); a staging tree or a mounted image instead of C(/).
-    type: path
-    default: /
-  executable:
-    description:
-      - The kvmbridge command on the managed host (the role M(kvmbridge.fleet.host) installs it there).
-    type: path
-    default: /opt/kvmbridge/bin/kvmbridge
 attributes:
   check_mode:
     support: full
@@ -69,11 +51,6 @@ attributes:
   diff_mode:
     support: full
     description: Returns each file that would change, before and after.
-  action:
-    support: full
-    description: An action plugin reads O(profile) on the controller.
-notes:
-  - Needs C(kvmbridge) on the managed host (see the role C(kvmbridge.fleet.host)) and root (C(become)).
 seealso:
   - module: kvmbridge.fleet.status
   - module: kvmbridge.fleet.confirm
@@ -113,6 +90,10 @@ files:
       description: create, update, drift, remove, unchanged or equivalent.
       type: str
       sample: update
+    action:
+      description: What the install did (in check mode, would do) to the file - create, update, remove or none.
+      type: str
+      sample: update
     blocked:
       description: Why the file cannot be written, or null.
       type: str
@@ -147,12 +128,17 @@ findings:
       description: The one-line form kvmbridge prints.
       type: str
 guard:
-  description: Whether a boot guard was armed by this install, and its duration.
+  description: Whether a boot guard was armed by this install, its duration and the executable its units run.
   returned: always
   type: dict
-  sample: {"armed": true, "confirm_within": "10m", "auto_confirm": true}
-stdout_lines:
-  description: The install report of C(kvmbridge install) (empty when nothing was written).
+  sample: {"armed": true, "confirm_within": "10m", "auto_confirm": true, "executable": "/opt/kvmbridge/bin/kvmbridge"}
+rollback:
+  description: The command that undoes this install on the host, or null when nothing was written.
+  returned: always
+  type: str
+  sample: kvmbridge rollback 20261128T170733.726165Z
+activate:
+  description: The commands that would apply the changed files now (never run; the next boot does).
   returned: always
   type: list
   elements: str
@@ -209,6 +195,10 @@ def file_diffs(module, profile, root, changes):
     return diffs
 
 
+def file_entry(change):
+    return {k: change.get(k) for k in ("path", "status", "action", "blocked", "summary")}
+
+
 def install_args(params, path):
     args = ["install", path, "--root", params["root"]]
     if params["force"]:
@@ -218,13 +208,6 @@ def install_args(params, path):
         if params["auto_confirm"]:
             args.append("--auto-confirm")
     return args
-
-
-def backup_id_of(stdout):
-    for line in stdout.splitlines():
-        if line.startswith("backup: "):
-            return line.split(":", 1)[1].strip()
-    return None
 
 
 def main():
@@ -242,20 +225,22 @@ def main():
     if params["auto_confirm"] and not params["confirm_within"]:
         module.fail_json(msg="auto_confirm: needs confirm_within (the guard it would confirm)")
     with ProfileFile(module) as profile:
-        rc, plan = run_json(module, ["diff", profile.path, "--root", params["root"]], ok_codes=(0, 1))
+        _rc, plan = run_json(module, ["diff", profile.path, "--root", params["root"]], ok_codes=(0, 1))
         changes = plan.get("changes", [])
         findings = [{**f, "line": finding_line(f)} for f in plan.get("findings", [])]
         result = {
             "changed": False,
             "backup_id": None,
-            "files": [{k: c.get(k) for k in ("path", "status", "blocked", "summary")} for c in changes],
+            "files": [file_entry({**c, "action": c["status"] if c["status"] in WRITES else "none"}) for c in changes],
             "findings": findings,
             "guard": {
                 "armed": False,
                 "confirm_within": params["confirm_within"],
                 "auto_confirm": params["auto_confirm"],
+                "executable": None,
             },
-            "stdout_lines": [],
+            "rollback": None,
+            "activate": [],
         }
         for finding in findings:
             if finding["severity"] == "warning":
@@ -269,15 +254,16 @@ def main():
         if not pending or module.check_mode:
             result["changed"] = bool(pending)
             module.exit_json(**result)
-        cmd = [executable(module), *install_args(params, profile.path)]
-        rc, out, err = module.run_command(cmd, environ_update={"LC_ALL": "C.UTF-8"})
-        result["stdout_lines"] = out.splitlines()
-        if rc != 0:
-            msg = last_line(err) or f"kvmbridge install exited {rc}"
-            module.fail_json(msg=msg, rc=rc, stderr=err, cmd=cmd, **result)
-        result["backup_id"] = backup_id_of(out)
-        result["changed"] = result["backup_id"] is not None
-        result["guard"]["armed"] = bool(result["changed"] and params["confirm_within"])
+        _rc, done = run_json(module, install_args(params, profile.path), ok_codes=(0,), result=result)
+        guard = done.get("guard") or {}
+        result.update(
+            changed=bool(done.get("changed")),
+            backup_id=done.get("backup_id"),
+            files=[file_entry(c) for c in done.get("files", [])],
+            rollback=done.get("rollback"),
+            activate=done.get("activate", []),
+        )
+        result["guard"].update(armed=bool(guard.get("armed")), executable=guard.get("executable"))
         module.exit_json(**result)
 
 

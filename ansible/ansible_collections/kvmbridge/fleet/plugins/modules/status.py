@@ -17,16 +17,10 @@ description:
   - Reads only; never changes anything, so it runs in check mode too.
 author:
   - kvmbridge developers (@kvmbridge)
+extends_documentation_fragment:
+  - kvmbridge.fleet.kvmbridge
+  - kvmbridge.fleet.kvmbridge.profile
 options:
-  profile:
-    description:
-      - Path of the TOML host profile on the controller; the action plugin reads it and sends its text.
-    type: str
-    required: true
-  content:
-    description:
-      - The profile's text. Set by the action plugin from O(profile); do not set it by hand.
-    type: str
   only_report:
     description:
       - Return the mismatches without failing.
@@ -37,11 +31,6 @@ options:
       - Where the installed files and the boot guard are read (C(--root)); the network checked is always the host's.
     type: path
     default: /
-  executable:
-    description:
-      - The kvmbridge command on the managed host.
-    type: path
-    default: /opt/kvmbridge/bin/kvmbridge
 attributes:
   check_mode:
     support: full
@@ -49,9 +38,6 @@ attributes:
   diff_mode:
     support: none
     description: Nothing is changed, so there is nothing to diff.
-  action:
-    support: full
-    description: An action plugin reads O(profile) on the controller.
 seealso:
   - module: kvmbridge.fleet.install
   - module: kvmbridge.fleet.confirm
