@@ -5,9 +5,11 @@ LAN (198.51.100.0/24); the controller is this machine: ansible-playbook, ssh and
 pip run here, and only a small relay (`tcp_relay.py`, the SSH ProxyCommand)
 enters the LAN namespace. The collection is built with `ansible-galaxy
 collection build` and installed from that tarball. The hosts boot once for the
-module; the tests are the steps of one rollout and run in order: check mode,
-apply with a guard (reboot, status, confirm), again, a blocking finding on one
-host, then a profile that cuts one host off, reverted by its guard.
+module; the tests are the steps of one rollout and run in order, four playbook
+runs in all: check mode; apply with a guard (reboot, status, confirm); again;
+then one run where one host has a blocking finding and another gets a profile
+that cuts it off, reverted by its guard. The role builds the wheel in the first
+run only (its sources' hash is unchanged after that).
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class Fleet:
     folder: Path  # the playbook folder: site.yml as printed in the README, inventory.ini, profiles/
     env: dict[str, str]
     runs: int = 0
+    wheel_built_ns: int = 0  # the wheel's mtime after the first run: later runs must not build it again
 
     def playbook(self, *args: str, timeout: float = 900) -> Run:
         cmd = ["ansible-playbook", "-i", "inventory.ini", "site.yml", *args]
@@ -139,6 +142,11 @@ class Fleet:
 
     def profile(self, name: str) -> Path:
         return self.folder / "profiles" / f"{name}.toml"
+
+    def wheel(self) -> Path:
+        """The wheel the role built on the controller (its default folder, beside the playbook)."""
+        (wheel,) = (self.folder / ".kvmbridge-wheels").glob("kvmbridge-*.whl")
+        return wheel
 
 
 @dataclass
@@ -287,6 +295,7 @@ def test_check_mode_writes_nothing_and_the_diff_shows_the_interfaces_change(flee
         assert "+    bridge_ports eth0\n" in shown, run
     assert run.task("Reboot the hosts whose files changed") == dict.fromkeys(HOSTS, "skipping"), run
     assert not any(host.guard_armed() for host in fleet.hosts.values())
+    fleet.wheel_built_ns = fleet.wheel().stat().st_mtime_ns
 
 
 def test_apply_with_a_guard_reboots_checks_and_confirms_every_host(fleet: Fleet) -> None:
@@ -310,54 +319,94 @@ def test_running_it_again_changes_nothing(fleet: Fleet) -> None:
     assert set(recap) == set(HOSTS), run
     assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), run
     assert all(host.exits == [REBOOT_EXIT] for host in fleet.hosts.values())
+    assert fleet.wheel().stat().st_mtime_ns == fleet.wheel_built_ns, "the role built the wheel again"
 
 
-def test_a_blocking_finding_fails_that_host_alone(fleet: Fleet) -> None:
-    netplan = fleet.hosts["kvm03"].machine.root / "etc/netplan/50-cloud-init.yaml"
+@dataclass
+class LastRun:
+    """The run of the last two steps, and what kvm02 and kvm03 held before it."""
+
+    run: Run
+    kvm02_interfaces: bytes
+    kvm03_interfaces: bytes
+    kvm03_backups: list[str]
+
+
+def backup_sets(host: Host) -> list[str]:
+    folder = host.machine.root / "var/backups/kvmbridge"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def blocked_and_cut_off(fleet: Fleet) -> LastRun:
+    """One run for the last two steps: kvm03 has a blocking finding (a netplan file owning eth0), and kvm02
+    gets a profile moving it to a subnet whose gateway nobody answers, installed with a 30 s guard.
+
+    kvm03 must fail alone at the install while kvm01 and kvm02 go on; kvm02 then fails its status check
+    (Ansible cannot reach it at the new address) until its guard reverts it.
+    """
+    kvm02, kvm03 = fleet.hosts["kvm02"], fleet.hosts["kvm03"]
+    netplan = kvm03.machine.root / "etc/netplan/50-cloud-init.yaml"
     netplan.parent.mkdir(exist_ok=True)
     netplan.write_text("network:\n  version: 2\n  ethernets:\n    eth0:\n      dhcp4: true\n")
-    try:
-        run = fleet.playbook()
-    finally:
-        netplan.unlink()
-    assert run.rc == 2, run
-    assert run.task("Install this host's profile for the next boot") == {
-        "kvm01": "ok",
-        "kvm02": "ok",
-        "kvm03": "fatal",
-    }, run
-    assert re.search(r'fatal: \[kvm03\]: FAILED! => .*"msg": "error: KB102 eth0: netplan', run.output), run
-    assert run.task("Check that each host runs as its profile says") == {"kvm01": "ok", "kvm02": "ok"}, run
-    recap = run.recap()
-    assert recap["kvm03"]["failed"] == 1 and recap["kvm01"]["failed"] == recap["kvm02"]["failed"] == 0, run
-
-
-def test_a_profile_that_cuts_a_host_off_is_reverted_by_its_guard(fleet: Fleet) -> None:
-    """kvm02 moves to a subnet whose gateway nobody answers: no confirm reaches it; the guard restores it."""
-    host = fleet.hosts["kvm02"]
-    interfaces = host.machine.root / "etc/network/interfaces"
-    good = interfaces.read_bytes()
     profile = fleet.profile("kvm02")
     previous = profile.read_text()
-    # KB101 (this SSH session would lose its address) is the finding this rollout forces past.
+    # KB101 (this SSH session would lose its address) is the finding this rollout forces past, on kvm02 alone
+    # (inventory host_vars beat the inventory's group vars): kvm03's finding must still block.
     profile.write_text(profile_text("203.0.113.12", gateway="203.0.113.1"))
+    (fleet.folder / "host_vars").mkdir(exist_ok=True)
+    forced = fleet.folder / "host_vars/kvm02.yml"
+    forced.write_text("host_confirm_within: 30s\nhost_force: true\n")
+    before = LastRun(
+        Run(-1, ""),
+        (kvm02.machine.root / "etc/network/interfaces").read_bytes(),
+        (kvm03.machine.root / "etc/network/interfaces").read_bytes(),
+        backup_sets(kvm03),
+    )
     try:
-        run = fleet.playbook("-e", "host_confirm_within=30s", "-e", "host_force=true")
+        before.run = fleet.playbook()
     finally:
+        netplan.unlink()
         profile.write_text(previous)
+        forced.unlink()
+    return before
+
+
+def test_a_blocking_finding_fails_that_host_alone(fleet: Fleet, blocked_and_cut_off: LastRun) -> None:
+    run = blocked_and_cut_off.run
     assert run.rc == 2, run
     assert run.task("Install this host's profile for the next boot") == {
         "kvm01": "ok",
         "kvm02": "changed",
-        "kvm03": "ok",
+        "kvm03": "fatal",
     }, run
+    assert re.search(r'fatal: \[kvm03\]: FAILED! => .*"msg": "error: KB102 eth0: netplan', run.output), run
+    kvm03 = fleet.hosts["kvm03"]
+    assert (kvm03.machine.root / "etc/network/interfaces").read_bytes() == blocked_and_cut_off.kvm03_interfaces
+    assert backup_sets(kvm03) == blocked_and_cut_off.kvm03_backups, "kvm03 was written to"
+    # The others finish: kvm01 every step; kvm02 goes on to its reboot (its guard's story is the next test).
+    assert run.task("Check that each host runs as its profile says")["kvm01"] == "ok", run
+    assert run.task("Disarm the boot guard") == {"kvm01": "ok"}, run
+    recap = run.recap()
+    assert recap["kvm03"]["failed"] == 1 and recap["kvm01"]["failed"] == 0, run
+    assert "kvm03" not in run.task("Check that each host runs as its profile says"), run
+
+
+def test_a_profile_that_cuts_a_host_off_is_reverted_by_its_guard(fleet: Fleet, blocked_and_cut_off: LastRun) -> None:
+    """kvm02 moved to a subnet whose gateway nobody answers: no confirm reaches it; the guard restores it."""
+    host = fleet.hosts["kvm02"]
+    interfaces = host.machine.root / "etc/network/interfaces"
+    run = blocked_and_cut_off.run
+    assert run.rc == 2, run
+    assert run.task("Install this host's profile for the next boot")["kvm02"] == "changed", run
     assert run.task("Reboot the hosts whose files changed")["kvm02"] == "changed", run
     assert run.task("Check that each host runs as its profile says")["kvm02"] == "fatal", run
     assert "kvm02" not in run.task("Disarm the boot guard"), run
     # Booted into the bad files, reverted by the guard, booted again into the old ones.
     assert host.exits == [REBOOT_EXIT] * 3, host.exits
-    assert interfaces.read_bytes() == good
+    assert interfaces.read_bytes() == blocked_and_cut_off.kvm02_interfaces
     assert (host.machine.root / "var/lib/kvmbridge/guard-expired.json").exists()
     assert host.addresses("br0") == [f"{host.address}/24"]
     # Ansible reached it again at the old address: the reboot task ended there, and status looked.
     assert f"expected 203.0.113.12/24, found {host.address}/24" in run.output, run
+    assert fleet.wheel().stat().st_mtime_ns == fleet.wheel_built_ns, "the role built the wheel again"
