@@ -8,6 +8,7 @@ afterwards and no traceback may appear.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -118,6 +119,38 @@ def test_render_output_never_writes_through_a_link_inside_it(tmp_path: Path, out
     assert result.exit_code == 2
     assert "cannot write" in result.stderr and result.stderr.count("\n") == 1
     assert snapshot(outside) == before
+
+
+def test_a_folder_swapped_for_a_link_after_it_was_opened_does_not_redirect_tree_writes(
+    tmp_path: Path, outside: Path
+) -> None:
+    """render -o opens each folder once (no link followed) and writes its files from that descriptor:
+    a link swapped in for the folder afterwards leads nowhere; the writes land in the folder opened."""
+    from kvmbridge.root import Root
+
+    tree = tmp_path / "tree"
+    root = Root(tree)
+    before = snapshot(outside)
+    with root.opened_folder("/etc/sysctl.d") as dirfd:
+        (tree / "etc/sysctl.d").rename(tree / "etc/moved")
+        (tree / "etc/sysctl.d").symlink_to(outside)
+        root.write_file_at("/etc/sysctl.d/bridge.conf", dirfd, b"x = 1\n", 0o644, sync=False)
+        root.write_symlink_at("/etc/sysctl.d/link.conf", dirfd, "bridge.conf", sync=False)
+    assert snapshot(outside) == before
+    assert (tree / "etc/moved/bridge.conf").read_bytes() == b"x = 1\n"
+    assert os.readlink(tree / "etc/moved/link.conf") == "bridge.conf"
+    with pytest.raises(OSError, match="symlink"), root.opened_folder("/etc/sysctl.d"):
+        pass  # opened again, the link is refused
+    assert snapshot(outside) == before
+
+
+def test_render_output_rewrites_a_tree_in_place_with_the_same_bytes_and_modes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run("render", PROFILE, "-o", out).exit_code == 0
+    first = snapshot(out)
+    (out / "etc/network/interfaces").write_text("stale\n")
+    assert run("render", PROFILE, "-o", out).exit_code == 0
+    assert snapshot(out) == first
 
 
 def test_render_output_folder_itself_may_be_a_link(tmp_path: Path) -> None:

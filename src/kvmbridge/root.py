@@ -400,23 +400,60 @@ class Root:
         mtime_ns: int | None = None,
     ) -> None:
         """Temp file in the same folder, fsync, mode, owner and time, rename, fsync the folder."""
-        path = self.path(dest)
-        with self._parent(dest) as (dirfd, name):
-            tmp = f".{name}{TMP_SUFFIX}"
-            self._mutating("write", path)
-            _unlink_if_not_dir(dirfd, tmp)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                _finish(fd, mode, uid, gid, mtime_ns=mtime_ns)
-            except BaseException:
-                os.close(fd)
-                _unlink_if_not_dir(dirfd, tmp)
+        with self._parent(dest) as (dirfd, _):
+            self._write_at(dirfd, dest, data, mode, uid=uid, gid=gid, mtime_ns=mtime_ns, sync=True)
+
+    @contextmanager
+    def opened_folder(self, folder: str) -> Iterator[int]:
+        """The descriptor of `folder` (made where missing), reached without following any link.
+
+        For writing many files into one folder (`write_file_at`): the walk is done
+        once, and a link swapped in on the way afterwards cannot redirect the
+        writes, which go to the folder this descriptor holds.
+        """
+        try:
+            with self._folder_made(safe_parts(folder), [], True, 0o755) as fd:
+                yield fd
+        except OSError as exc:
+            if isinstance(exc, Interrupted) or (exc.filename and str(exc.filename).startswith("/")):
                 raise
+            raise OSError(exc.errno, exc.strerror, str(self.path(folder))) from None
+
+    @_names_errors
+    def write_file_at(self, dest: str, dirfd: int, data: bytes, mode: int, *, sync: bool) -> None:
+        """`write_file` into `dirfd`, the `opened_folder` of `dest`'s folder. `sync=False` (output trees,
+        not a host's configuration): no fsync per file or rename; the caller syncs each folder once."""
+        self._write_at(dirfd, dest, data, mode, uid=None, gid=None, mtime_ns=None, sync=sync)
+
+    def _write_at(
+        self,
+        dirfd: int,
+        dest: str,
+        data: bytes,
+        mode: int,
+        *,
+        uid: int | None,
+        gid: int | None,
+        mtime_ns: int | None,
+        sync: bool,
+    ) -> None:
+        path = self.path(dest)
+        name = safe_parts(dest)[-1]
+        tmp = f".{name}{TMP_SUFFIX}"
+        self._mutating("write", path)
+        _unlink_if_not_dir(dirfd, tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            _finish(fd, mode, uid, gid, mtime_ns=mtime_ns, sync=sync)
+        except BaseException:
             os.close(fd)
-            self._rename(dirfd, tmp, name, path)
+            _unlink_if_not_dir(dirfd, tmp)
+            raise
+        os.close(fd)
+        self._rename(dirfd, tmp, name, path, sync=sync)
 
     @_names_errors
     def restore_by_link(
@@ -449,22 +486,32 @@ class Root:
 
     @_names_errors
     def write_symlink(self, dest: str, link: str) -> None:
-        path = self.path(dest)
-        with self._parent(dest) as (dirfd, name):
-            tmp = f".{name}{TMP_SUFFIX}"
-            self._mutating("symlink", path)
-            _unlink_if_not_dir(dirfd, tmp)
-            os.symlink(link, tmp, dir_fd=dirfd)
-            self._rename(dirfd, tmp, name, path)
+        with self._parent(dest) as (dirfd, _):
+            self._symlink_at(dirfd, dest, link, sync=True)
 
-    def _rename(self, dirfd: int, tmp: str, name: str, path: Path) -> None:
+    @_names_errors
+    def write_symlink_at(self, dest: str, dirfd: int, link: str, *, sync: bool) -> None:
+        """`write_symlink` into `dirfd`, the `opened_folder` of `dest`'s folder (see `write_file_at`)."""
+        self._symlink_at(dirfd, dest, link, sync=sync)
+
+    def _symlink_at(self, dirfd: int, dest: str, link: str, *, sync: bool) -> None:
+        path = self.path(dest)
+        name = safe_parts(dest)[-1]
+        tmp = f".{name}{TMP_SUFFIX}"
+        self._mutating("symlink", path)
+        _unlink_if_not_dir(dirfd, tmp)
+        os.symlink(link, tmp, dir_fd=dirfd)
+        self._rename(dirfd, tmp, name, path, sync=sync)
+
+    def _rename(self, dirfd: int, tmp: str, name: str, path: Path, *, sync: bool = True) -> None:
         try:
             self._mutating("rename", path)
             os.replace(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
         except BaseException:
             _unlink_if_not_dir(dirfd, tmp)
             raise
-        _sync_landed(dirfd, path)
+        if sync:
+            _sync_landed(dirfd, path)
 
     @_names_errors
     def remove(self, dest: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import ExitStack
 from pathlib import Path
 
 from .errors import UsageError
@@ -16,19 +17,33 @@ from .root import Root
 
 
 def write_tree(files: RenderedSet, output: Path, *, output_may_be_link: bool = True) -> None:
-    """Write files with their modes and symlinks; refuse the live root, which is `install`'s job."""
+    """Write files with their modes and symlinks; refuse the live root, which is `install`'s job.
+
+    Each folder is walked (without following links) and opened once, and every file
+    of it written from that descriptor. A tree is a review artefact, not a host's
+    configuration: no fsync per file, one per folder at the end.
+    """
     if output.resolve() == Path("/"):
         raise UsageError(f"{output}: render -o will not write into /; use `kvmbridge install`")
     root = Root(output, prefix_may_be_link=output_may_be_link)
-    for f in files:
-        try:
-            root.makedirs(os.path.dirname(f.path))
-            if root.kind(f.path) == "dir":
-                raise OSError(errno.EISDIR, "is a folder", str(root.path(f.path)))
-            if f.link is not None:
-                root.write_symlink(f.path, f.link)
-            else:
-                assert f.data is not None
-                root.write_file(f.path, f.data, f.mode)
-        except OSError as exc:
-            raise UsageError(f"{exc.filename or root.path(f.path)}: cannot write: {exc.strerror}") from None
+    with ExitStack() as opened:
+        folders: dict[str, int] = {}
+        for f in files:
+            folder = os.path.dirname(f.path)
+            try:
+                if folder not in folders:
+                    folders[folder] = opened.enter_context(root.opened_folder(folder))
+                dirfd = folders[folder]
+                if f.link is not None:
+                    root.write_symlink_at(f.path, dirfd, f.link, sync=False)
+                else:
+                    assert f.data is not None
+                    root.write_file_at(f.path, dirfd, f.data, f.mode, sync=False)
+            except OSError as exc:
+                strerror = "is a folder" if exc.errno == errno.EISDIR else exc.strerror
+                raise UsageError(f"{exc.filename or root.path(f.path)}: cannot write: {strerror}") from None
+        for folder, dirfd in folders.items():
+            try:
+                os.fsync(dirfd)
+            except OSError as exc:
+                raise UsageError(f"{root.path(folder)}: cannot write: {exc.strerror}") from None
