@@ -13,6 +13,8 @@ from kvmbridge.formats.ifupdown_sources import HostFiles
 from kvmbridge.hostscan import LiveHost, read_config, starter_from_host
 from kvmbridge.starter import starter_profile
 
+from .conftest import run
+
 LIVE = LiveHost(
     links=[{"ifname": "lo"}, {"ifname": "eth0", "address": "02:00:00:00:00:01"}],
     addrs=[
@@ -95,3 +97,22 @@ def test_a_sourced_fifo_on_a_real_tree_is_one_line_not_a_hang(tmp_path: Path) ->
     (tmp_path / "etc/network/interfaces").write_text("auto eth0\niface eth0 inet dhcp\nsource /etc/network/fifo\n")
     _reading, note = read_config(HostFiles(str(tmp_path)))
     assert note is not None and note.startswith("/etc/network/fifo:0: not a regular file"), note
+
+
+def test_what_the_import_drops_is_also_said_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warning must reach an admin who pipes the profile into a file, not only the file's comments."""
+    import kvmbridge.hostscan
+
+    config = (
+        b"auto eth0\niface eth0 inet static\n  address 198.51.100.7/24\n  up ip route add 203.0.113.0/24 dev eth0\n"
+    )
+    starter = starter_from_host(LIVE, {"/etc/network/interfaces": config}, b"", "kvm01", False)
+    monkeypatch.setattr(kvmbridge.hostscan, "scan_host", lambda: starter)
+    result = run("init", "--from-host")
+    assert result.exit_code == 0
+    warning = (
+        "/etc/network/interfaces:4: `up ip route add 203.0.113.0/24 dev eth0` in eth0's inet stanza is not "
+        "carried over; add it to a file the profile sources, for the bridge"
+    )
+    assert result.stderr == f"warning: {warning}\n"
+    assert f"# WARNING: {warning}\n" in result.stdout
