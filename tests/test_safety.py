@@ -465,3 +465,36 @@ def test_what_ifupdown_does_with_those_lines_is_real(tmp_path: Path) -> None:
     assert not [line for line in no_scripts.splitlines() if "if-pre-up.d" in line], no_scripts
     alias = dry_run("iface eth0:1 inet static\n  address 198.51.100.9/24\n", "eth0:1")
     assert "dev eth0:1" in alias and "198.51.100.9" in alias, alias
+
+
+@pytest.fixture(scope="module")
+def bridged_already() -> LiveHost:
+    """A host bridged before kvmbridge: br0 (port eth0) holds the address the SSH session arrives on."""
+    require_root()
+    require_tool("ip")
+    with Lab() as lab:
+        lab.wire([("eth0", True)])
+        lab.sh(
+            lab.host,
+            "ip link add br0 type bridge && ip link set eth0 master br0 && ip link set eth0 up && "
+            f"ip link set br0 up && ip addr add 198.51.100.2/24 dev br0 && ip route add default via {GATEWAY}",
+        )
+        return lab.capture_live(lab.host, ssh_connection=SSH)
+
+
+@pytest.mark.parametrize(
+    ("bridge", "expected"),
+    [
+        ('ports = ["eth0"]\nipv4 = { method = "static", address = "198.51.100.2/24", gateway = "198.51.100.1" }', []),
+        (
+            'ports = ["eth0"]\nipv4 = { method = "static", address = "198.51.100.3/24", gateway = "198.51.100.1" }',
+            [("KB101", "error", "br0")],
+        ),
+        ('ports = ["eth0"]', [("KB101", "error", "br0")]),
+    ],
+    ids=["same", "readdressed", "manual"],
+)
+def test_ssh_session_on_an_existing_bridge_the_profile_readdresses_is_a_lockout(
+    tmp_path: Path, bridged_already: LiveHost, bridge: str, expected: list[tuple[str, str, str]]
+) -> None:
+    assert live_findings(tmp_path, bridged_already, bridge) == expected

@@ -57,18 +57,21 @@ def live_host(
             f"e.g. /etc/network/interfaces.d/{nic}, or bridge {nic} in the profile",
         )
     for name, bridge in profile.bridges.items():
-        if nic not in bridge.ports:
+        if nic != name and nic not in bridge.ports:
             continue
         keeps, caveat = _carries(bridge, server, live.link(nic) or {}, profile.renderer)
+        # a host bridged already: the session may arrive on the bridge itself, which the profile readdresses
+        what = f"bridge {name} enslaves" if nic != name else f"the profile configures bridge {name}"
         if not keeps:
             yield Finding(
                 "KB101",
                 "error",
                 nic or server,
                 f"your SSH session arrives on {server} at {nic}, "
-                f"which bridge {name} enslaves without carrying that address: you would be locked out",
+                f"which {what} without carrying that address: you would be locked out",
                 f"give {name} address {server} with its prefix (static), "
-                f'or {"SLAAC or DHCP" if ":" in server else "DHCP"} with hwaddress = "{nic}"',
+                f"or {'SLAAC or DHCP' if ':' in server else 'DHCP'} with hwaddress = "
+                f'"{nic if nic != name else (live.link(nic) or {}).get("address", "its MAC")}"',
             )
         elif caveat:
             yield Finding(
