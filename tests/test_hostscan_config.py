@@ -116,3 +116,10 @@ def test_what_the_import_drops_is_also_said_on_stderr(monkeypatch: pytest.Monkey
     )
     assert result.stderr == f"warning: {warning}\n"
     assert f"# WARNING: {warning}\n" in result.stdout
+
+
+def test_a_zoned_nameserver_in_resolv_conf_is_not_carried() -> None:
+    """resolv.conf may say `nameserver fe80::1%eth0`; the rules refuse a zone index (sh would run it)."""
+    resolv = b"nameserver fe80::1%eth0\nnameserver 198.51.100.53\n"
+    starter = starter_from_host(LIVE, {}, resolv, "kvm01", False)
+    assert starter.dns == ("198.51.100.53",)

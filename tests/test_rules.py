@@ -105,6 +105,55 @@ FAILING = [
         "bridges.br0.ipv6.gateway: 2001:db9::1 is outside 2001:db8::2/64 and not link-local",
     ),
     (
+        # a zone index passed Python's ipaddress and reached `ip -6 addr add` through sh: a command at boot
+        "ipv6-address-zone-injection",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "static", address = "2001:db8::2%x;touch$IFS.pwn;true/64" }'),
+        "bridges.br0.ipv6.address: '2001:db8::2%x;touch$IFS.pwn;true/64': has a zone index (%...): not allowed "
+        "(a profile names the link itself; sh would run what follows)",
+    ),
+    (
+        "ipv6-gateway-zone",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "static", address = "2001:db8::2/64", gateway = "fe80::1%$(id)" }'),
+        "bridges.br0.ipv6.gateway: 'fe80::1%$(id)': has a zone index (%...): not allowed "
+        "(a profile names the link itself; sh would run what follows)",
+    ),
+    (
+        "ipv6-extra-address-zone",
+        profile(
+            BASE_BRIDGE
+            + 'ipv6 = { method = "static", address = "2001:db8::2/64", extra_addresses = ["2001:db8::3%a b/64"] }'
+        ),
+        "bridges.br0.ipv6.extra_addresses[0]: '2001:db8::3%a b/64': has a zone index (%...): not allowed "
+        "(a profile names the link itself; sh would run what follows)",
+    ),
+    (
+        "ipv6-dns-zone",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "auto", dns = ["fe80::53%eth0"] }'),
+        "bridges.br0.ipv6.dns[0]: 'fe80::53%eth0': has a zone index (%...): not allowed "
+        "(a profile names the link itself; sh would run what follows)",
+    ),
+    (
+        "ipv6-extra-address-link-local",
+        profile(
+            BASE_BRIDGE + 'ipv6 = { method = "static", address = "2001:db8::2/64", extra_addresses = ["fe80::2/64"] }'
+        ),
+        "bridges.br0.ipv6.extra_addresses[0]: fe80::2 cannot be a static address of the bridge "
+        "(the kernel makes its link-local one)",
+    ),
+    (
+        "ipv6-extra-address-twice",
+        profile(
+            BASE_BRIDGE
+            + 'ipv6 = { method = "static", address = "2001:db8::2/64", extra_addresses = ["2001:db8:0::2/48"] }'
+        ),
+        "bridges.br0.ipv6.extra_addresses[0]: 2001:db8::2 is already an address of this bridge",
+    ),
+    (
+        "ipv6-extra-address-not-static",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "auto", extra_addresses = ["2001:db8::3/64"] }'),
+        "bridges.br0.ipv6.extra_addresses: is only used with method = \"static\", not 'auto'",
+    ),
+    (
         "ipv6-static-without-address",
         profile(BASE_BRIDGE + 'ipv6 = { method = "static" }'),
         'bridges.br0.ipv6.address: is required with method = "static", with a prefix (e.g. "2001:db8::2/64")',
@@ -280,6 +329,13 @@ PASSING = [
     (
         "ipv6-link-local-gw",
         profile(BASE_BRIDGE + 'ipv6 = { method = "static", address = "2001:db8::2/64", gateway = "fe80::1" }'),
+    ),
+    (
+        "ipv6-extra-addresses-gateway-in-the-extra-prefix",
+        profile(
+            BASE_BRIDGE + 'ipv6 = { method = "static", address = "2001:db8::2/64", '
+            'extra_addresses = ["fd00:1::2/64", "2001:db8:77::2/64"], gateway = "2001:db8:77::1" }'
+        ),
     ),
     (
         "network-name-chars",

@@ -436,6 +436,9 @@ def _ipv6_interface(info: dict[str, Any]) -> ipaddress.IPv6Interface | None:
 
 
 def _is_ip(text: str) -> bool:
+    """An address a profile may hold: a zone index (fe80::1%eth0 in resolv.conf) is refused by the rules."""
+    if "%" in text:
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -158,6 +158,9 @@ def _check_hwaddress(value: str, ports: tuple[str, ...]) -> str | None:
 
 def _check_dns(dns: tuple[str, ...], at: tuple[str, ...]) -> Iterator[Problem]:
     for i, server in enumerate(dns):
+        if "%" in server:
+            yield keypath(*at, "dns", i), f"{server!r}: {ZONE}"
+            continue
         try:
             ipaddress.ip_address(server)
         except ValueError:
@@ -221,9 +224,22 @@ def _check_gateway4(gateway: str, iface: ipaddress.IPv4Interface, at: tuple[str,
         yield keypath(*at, "gateway"), f"{gw} is the network or broadcast address of {net}"
 
 
+# Python's ipaddress takes `ADDR%ZONE` with any zone text, spaces and `;` included, and ifupdown
+# runs `ip -6 addr add ADDRESS ...` through sh: a zone would be a command at boot.
+ZONE = "has a zone index (%...): not allowed (a profile names the link itself; sh would run what follows)"
+
+
 def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
     at = (*bridge_at, "ipv6")
     yield from _check_dns(block.dns, at)
+    zoned: list[tuple[tuple[str | int, ...], str | None]] = [(("address",), block.address)]
+    zoned += [(("gateway",), block.gateway)]
+    zoned += [(("extra_addresses", i), text) for i, text in enumerate(block.extra_addresses)]
+    bad = [(key, text) for key, text in zoned if text is not None and "%" in text]
+    for key, text in bad:
+        yield keypath(*at, *key), f"{text!r}: {ZONE}"
+    if bad:
+        return
     if block.method != "static":
         yield from _only_static(block, at)
         return
