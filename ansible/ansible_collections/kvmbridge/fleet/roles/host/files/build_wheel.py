@@ -6,6 +6,10 @@ Usage: python build_wheel.py SOURCE WHEEL_DIR WHEEL_NAME
 Prints `built` or `cached`. The fingerprint covers every file that goes into
 the wheel (pyproject.toml, README.md, src/, templates/), so a changed checkout
 always rebuilds, and a playbook run again over a fleet does not.
+
+python build_wheel.py --digest WHEEL_DIR prints one sha256 of every wheel
+there (names and bytes): the role records it in the host's venv after a
+successful install, and copies and installs again only when it differs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,15 @@ def fingerprint(source):
     return digest.hexdigest()
 
 
+def wheels_digest(wheel_dir):
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(wheel_dir)):
+        if name.endswith(".whl"):
+            with open(os.path.join(wheel_dir, name), "rb") as stream:
+                digest.update(name.encode("utf-8", "surrogateescape") + b"\0" + hashlib.sha256(stream.read()).digest())
+    return digest.hexdigest()
+
+
 def main(source, wheel_dir, wheel_name):
     stamp = os.path.join(wheel_dir, wheel_name + ".source-sha256")
     wanted = fingerprint(source)
@@ -61,4 +74,7 @@ def main(source, wheel_dir, wheel_name):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--digest"]:
+        print(wheels_digest(sys.argv[2]))
+        sys.exit(0)
     sys.exit(main(*sys.argv[1:4]))
