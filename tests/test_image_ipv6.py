@@ -1,7 +1,8 @@
 """IPv6 in booted images: a host imported with `init --from-host` (static dual stack, SLAAC, DHCPv6),
 installed by the real CLI inside the machine and rebooted under systemd: static and SLAAC answer at
-their old IPv6 address (the dual-stack host at its IPv4 one too), DHCPv6 at a lease it then keeps;
-the LAN reaches a guest over IPv6 across the bridge."""
+their old IPv6 address (the dual-stack host at its IPv4 one too), DHCPv6 (ifupdown and ifupdown2) at
+its old lease, through the port's DUID carried to the bridge; the LAN reaches a guest over IPv6 across
+the bridge."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ iface eth0 inet6 static
 """,
     "slaac": "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n\niface eth0 inet6 auto\n",
     "dhcpv6": "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet6 dhcp\n",
+    # the same host under ifupdown2 (its variant image), imported as renderer ifupdown2
+    "dhcpv6-ifupdown2": "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet6 dhcp\n",
 }
 
 
@@ -83,15 +86,24 @@ def wait_global6(machine: Machine, dev: str, seconds: float = 20) -> list[str]:
 
 @pytest.mark.parametrize("setup", list(OLD))
 def test_host_imported_from_itself_answers_over_ipv6_after_the_reboot(setup: str, image: Image, lan: Lan) -> None:
+    if setup.endswith("-ifupdown2"):
+        image = kvmbridge_image("ifupdown2")
     lan.add_ipv6_router()
     if setup == "slaac":
         lan.start_dhcp()
         lan.start_router_advertisements()
     with Machine(lan, {"eth0": True}, image) as machine:
-        if setup == "dhcpv6":  # no reservation: the lease is kept by the client's identity alone
+        if setup.startswith("dhcpv6"):  # no reservation: the lease is kept by the client's identity alone
             lan.start_router_advertisements(dhcpv6=True)
         (machine.root / "etc/network/interfaces").write_text(OLD[setup])
         machine.boot()
+        if setup.endswith("-ifupdown2"):
+            # ifupdown2 3.0 starts dhclient -6 while eth0's link-local address is still tentative and
+            # dhclient exits ("Can't bind"): the old host's lease is taken with ifupdown2's own command
+            machine.run(
+                "for i in $(seq 100); do ip -6 addr show dev eth0 scope link -tentative | grep -q inet6 && break; "
+                "sleep 0.1; done; dhclient -6 -nw -pf /run/dhclient6.eth0.pid -lf /var/lib/dhcp/dhclient6.eth0.leases eth0"
+            )
         before = wait_global6(machine, "eth0")
         assert len(before) == 1, (before, machine.console()[-2000:])
         assert lan.wait_ping(before[0]), "the old host does not answer over IPv6"
@@ -99,8 +111,9 @@ def test_host_imported_from_itself_answers_over_ipv6_after_the_reboot(setup: str
         text = machine.run(f"{KVMBRIDGE} init --from-host > /root/host.toml && cat /root/host.toml").stdout
         settings = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
         assert not [line for line in settings if "fe80" in line], "a link-local address was copied"
-        method = {"dual-stack-static": "static", "slaac": "auto", "dhcpv6": "dhcp"}[setup]
+        method = {"dual-stack-static": "static", "slaac": "auto"}.get(setup, "dhcp")
         assert f'ipv6 = {{ method = "{method}"' in text, text
+        assert f'renderer = "{"ifupdown2" if setup.endswith("-ifupdown2") else "ifupdown"}"' in text, text
         result = machine.run(f"{KVMBRIDGE} install /root/host.toml", check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -108,7 +121,7 @@ def test_host_imported_from_itself_answers_over_ipv6_after_the_reboot(setup: str
         # bridge boot on: the old lease is never released (at shutdown ifdown already reads the new
         # interfaces file, where eth0 is `inet manual`), but the bridge's dhclient starts from eth0's DUID
         # (the rendered pre-up) and the kept MAC gives it the same IAID, so the server hands it back.
-        if setup == "dhcpv6":
+        if setup.startswith("dhcpv6"):
             low, high = (ipaddress.IPv6Address(a) for a in DHCP6_RANGE)
             assert low <= ipaddress.IPv6Address(before[0]) <= high, before
         expected = before

@@ -207,7 +207,7 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
             elif p.sysctl.ipv6_forward and b.ipv6.method in ("auto", "dhcp"):
                 v6["accept_ra"] = "2"  # RAs reach a forwarding interface only at 2
             method = b.ipv6.method
-            if p.renderer == "ifupdown" and method == "dhcp" and b.hwaddress is not None and b.ports:
+            if p.renderer != "netplan" and method == "dhcp" and b.hwaddress is not None and b.ports:
                 port = b.hwaddress if b.hwaddress in b.ports else b.ports[0]
                 v6["pre-up"] = [  # a command option: ifupdown keeps every one, so it reads back as a list
                     f"[ -e /var/lib/dhcp/dhclient6.{name}.leases ] || cat /var/lib/dhcp/dhclient6.{port}.leases "
@@ -221,6 +221,14 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
                 up = [f"sysctl -q -w net/ipv6/conf/{name}/accept_ra={accept_ra}"] if accept_ra else []
                 if method == "auto":
                     method, up = "manual", [*up, f"sysctl -q -w net/ipv6/conf/{name}/autoconf=1"]
+                if method == "dhcp":  # ifupdown2 3.0 would not start it (see the template): an up command does
+                    leases, pid = f"/var/lib/dhcp/dhclient6.{name}.leases", f"/run/dhclient6.{name}.pid"
+                    up.append(
+                        f"for i in $(seq 100); do ip -6 addr show dev {name} scope link -tentative | grep -q inet6 "
+                        f"&& break; sleep 0.1; done; /sbin/dhclient -6 -nw -pf {pid} -lf {leases} {name}"
+                    )
+                    v6["down"] = [f"/sbin/dhclient -6 -r -pf {pid} -lf {leases} {name} || true"]
+                    method = "manual"
                 if up:
                     v6["up"] = up
             ifaces[f"{name} inet6"] = {"method": method, "options": v6}

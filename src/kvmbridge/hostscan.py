@@ -351,7 +351,7 @@ def _ipv6_values(
         notes.append(f"{nic} forwards IPv6 with accept_ra 1, so RAs are ignored there; accept_ra 2 written instead")
         accept_ra = 2
     values |= {"ipv6_method": method, "ipv6_accept_ra": accept_ra}
-    if method == "dhcp" and renderer == "ifupdown":
+    if method == "dhcp" and renderer in ("ifupdown", "ifupdown2"):
         notes.append(
             f"DHCPv6 leases follow the client's DUID and IAID: the bridge's first dhclient starts from {nic}'s "
             f"DUID (/var/lib/dhcp/dhclient6.{nic}.leases) and the kept MAC gives the same IAID, so the server "

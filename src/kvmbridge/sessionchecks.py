@@ -135,7 +135,7 @@ def _carries(bridge: Bridge, server: str, nic_link: dict[str, Any], renderer: st
     its lease through the kept MAC (we send no client-id); SLAAC and link-local
     addresses keep their EUI-64 interface identifier only with the same MAC;
     DHCPv6 leases follow the client's DUID, which the bridge's dhclient makes anew, except where the
-    ifupdown renderer's pre-up seeds it from the port's lease file.
+    ifupdown/ifupdown2 renderers' pre-up seeds it from the port's lease file.
     """
     address = ip_value(server)
     if address is None:
@@ -159,7 +159,7 @@ def _carries(bridge: Bridge, server: str, nic_link: dict[str, Any], renderer: st
         return bool(eui64), None
     if not kept_mac:
         return False, None
-    if renderer == "ifupdown":
+    if renderer in ("ifupdown", "ifupdown2"):
         return True, (
             "the bridge's first dhclient starts from the DUID in /var/lib/dhcp/dhclient6.PORT.leases and the "
             "kept MAC gives it the same IAID, so the server hands the lease back; a host whose DHCPv6 client "
