@@ -290,3 +290,26 @@ def test_an_error_in_a_worker_is_reported_like_the_serial_one(tmp_path: Path) ->
     assert serial.stderr == parallel.stderr
     assert serial.stderr.startswith(str(huge)), serial.stderr
     assert parallel.stdout == serial.stdout == ""
+
+
+def test_golden_entries_that_are_not_regular_files_are_updates_not_reads(fleet: Path, tmp_path: Path) -> None:
+    """A FIFO is never opened for reading in a way that blocks, a link is compared by its text, never followed,
+    and a folder where a file belongs is an update; the regular files beside them are still read whole."""
+    tree = fleet / "article/etc"
+    outside = tmp_path / "outside"
+    outside.write_text("not a golden file\n")
+    (tree / "sysctl.d/ip_forward.conf").unlink()
+    os.mkfifo(tree / "sysctl.d/ip_forward.conf")
+    (tree / "udev/rules.d/99-bridge.rules").unlink()
+    (tree / "udev/rules.d/99-bridge.rules").symlink_to(outside)
+    (tree / "sysctl.d/bridge.conf").unlink()
+    (tree / "sysctl.d/bridge.conf").mkdir()
+    for jobs in ("1", "2"):
+        result = run("check", fleet, "--jobs", jobs)
+        assert result.exit_code == 1, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert f"changed {fleet / 'article.toml'} (3 file(s) differ from {fleet / 'article'})" in lines
+        for path in ("etc/sysctl.d/ip_forward.conf", "etc/udev/rules.d/99-bridge.rules", "etc/sysctl.d/bridge.conf"):
+            assert f"  update: {path}" in lines, result.stdout
+        assert "not a golden file" not in result.stdout
+        assert lines[-1] == "3 profiles: 2 ok, 1 changed, 0 invalid"

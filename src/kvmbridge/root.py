@@ -666,19 +666,16 @@ def _read_regular_stat(
             raise _NotRegular(f"{label()}: is not a regular file (a FIFO, socket or device)")
         if st.st_size > limit:
             raise KvmbridgeError(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
-        # One read of the announced size plus one byte: a short read of a regular file is its end, so a
-        # file that did not grow takes one read() instead of two. A file that grew (or /proc's size 0) reads on.
-        want = min(st.st_size, limit) + 1
-        data = os.read(fd, want)
-        if len(data) < want:
-            return data, st
-        chunks, size = [data], len(data)
+        # Read until end of file (a FUSE or network file system may return short reads before it), asking
+        # for the announced size plus one byte first: a file that did not change is one read and one EOF.
+        chunks, size, want = [], 0, min(st.st_size, limit) + 1
         while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            chunk = os.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
+            want = min(1 << 20, limit + 1 - size)
         if size > limit:
             raise KvmbridgeError(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
         return b"".join(chunks), st
