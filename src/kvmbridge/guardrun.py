@@ -18,12 +18,17 @@ from pathlib import Path
 from .confine import is_rendered
 from .errors import KvmbridgeError, RefusedError
 from .fileset import RenderedFile, RenderedSet
+from .formats import NETXML
+from .formats.netxml import NETWORKS_DIR
 from .guard import EXPIRED, GUARD, GUARD_FILES, ExpiredRecord, GuardRecord, expired_bytes, expiry_reason, read_guard
 from .install import locked, refuse_unprivileged, rollback
 from .livestatus import Facts, Status, compare, gather_facts
 from .model import HostProfile
-from .root import Root
+from .plan import equivalent, same_link_target
+from .render import render
+from .root import OnDisk, Root, sha256_of
 from .state import STATE, read_manifest, read_state
+from .targets import format_of
 
 
 @dataclass(frozen=True)
@@ -157,11 +162,12 @@ def installed_files(root: Root, record: GuardRecord) -> tuple[RenderedSet, tuple
         )
     files: list[RenderedFile] = []
     differ: list[tuple[str, str]] = []
+    rewritten = _libvirt_rewrote(root, record)
     for path, sha in sorted(state.files.items()):
         now = root.read(path)
         if now.kind == "missing":
             differ.append((path, "gone"))
-        elif now.sha256 != sha:
+        elif now.sha256 != sha and not rewritten(path, sha, now):
             differ.append((path, "changed"))
         else:
             files.append(RenderedFile(path, now.mode, data=now.data, link=now.link))
@@ -170,6 +176,34 @@ def installed_files(root: Root, record: GuardRecord) -> tuple[RenderedSet, tuple
         if removed and entry.path not in state.files and root.read(entry.path).kind != "missing":
             differ.append((entry.path, "kept"))
     return tuple(files), tuple(differ)
+
+
+def _libvirt_rewrote(root: Root, record: GuardRecord) -> Callable[[str, str, OnDisk], bool]:
+    """Whether a libvirt file that differs from its recorded hash is only libvirt's own re-save of it.
+
+    `virsh net-define` (the command install prints) rewrites the network XML in libvirt's style and
+    `net-autostart` makes the autostart link absolute. Such a file passes when the guarded profile,
+    rendered now, gives byte for byte what was installed (the recorded hash: so it is what was
+    installed) and the file on disk means the same through libvirt's format (`plan.equivalent`, as
+    `diff` judges it). Any other change, and any change to the interfaces, udev or sysctl files,
+    stays "changed": drift no parser can hide.
+    """
+    rendered: dict[str, RenderedFile] | None = None
+
+    def rewrote(path: str, sha: str, now: OnDisk) -> bool:
+        nonlocal rendered
+        if format_of(path) is not NETXML and not path.startswith(f"{NETWORKS_DIR}/autostart/"):
+            return False
+        if rendered is None:
+            rendered = {f.path: f for f in render(guarded_profile(root, record))}
+        new = rendered.get(path)
+        if new is None or sha256_of(new.data, new.link) != sha:
+            return False
+        if new.link is not None:
+            return now.kind == "symlink" and same_link_target(path, now.link, new.link)
+        return now.kind == "file" and equivalent(path, now.data, new.data, new.format)
+
+    return rewrote
 
 
 def gateways(profile: HostProfile, facts: Facts) -> Iterator[tuple[str, str]]:

@@ -114,7 +114,7 @@ def _compare(new: RenderedFile, old: OnDisk, known: set[str] | None, symlinked: 
     if new.link is not None and old.link == new.link:
         status = "unchanged"
     elif new.link is not None:
-        status = "equivalent" if _same_link_target(new.path, old.link, new.link) else "update"
+        status = "equivalent" if same_link_target(new.path, old.link, new.link) else "update"
     elif old.data == new.data:
         status = "update" if not new.keep_mode and old.mode != new.mode else "unchanged"
     elif known is not None:
@@ -139,7 +139,7 @@ def _blocked(new: RenderedFile, old: OnDisk) -> str | None:
     return None
 
 
-def _same_link_target(path: str, old: str | None, new: str) -> bool:
+def same_link_target(path: str, old: str | None, new: str) -> bool:
     """libvirt writes autostart links as absolute paths; ours are relative."""
     if old is None:
         return False
