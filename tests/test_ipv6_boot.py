@@ -14,7 +14,7 @@ from kvmbridge.tree import write_tree
 
 from .bootcheck import boot
 from .conftest import override_template, require_root, require_tool
-from .netns import LAN6_PREFIX, Lab, render_tree
+from .netns import GATEWAY6, HOST6_ADDRESS, LAN6_PREFIX, ROUTER_LL, Lab, lab_extras6, render_tree
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +73,36 @@ def test_with_accept_ra_1_a_forwarding_bridge_ignores_router_advertisements(tmp_
         # control: only accept_ra differs; re-solicit (link down/up) and the same RAs configure the bridge
         lab.sh(lab.host, "sysctl -qw net.ipv6.conf.br0.accept_ra=2 && ip link set br0 down && ip link set br0 up")
         assert lab.wait_global6(lab.host, "br0", lambda a: bool(a.get("dynamic")))
+
+
+STP_STATIC6 = f"""hostname = "kvm6"
+[bridges.br0]
+ports = ["eth0"]
+hwaddress = "eth0"
+stp = true
+forward_delay = 4
+ipv4 = {{ method = "manual" }}
+ipv6 = {{ method = "static", address = "{HOST6_ADDRESS}/64", gateway = "{ROUTER_LL}", extra_addresses = {list(lab_extras6(2))!r} }}
+""".replace("'", '"')
+
+
+def test_with_stp_the_first_ipv6_stanza_waits_out_listening_and_learning_and_extras_come_up(tmp_path: Path) -> None:
+    """ATTACK14b F5: STP keeps the bridge without carrier for 2 x forward_delay (8 s here), longer than
+    ifupdown's default DAD wait (60 x 0.1 s): the first inet6 stanza timed out, ifup failed br0 and no
+    extra address was added. The rendered dad-attempts covers listening + learning; DAD itself stays on."""
+    path = tmp_path / "kvm6.toml"
+    path.write_text(STP_STATIC6)
+    profile = load_profile(path)
+    root = tmp_path / "root"
+    render_tree(profile, root)
+    with Lab() as lab:
+        lab.wire_ports(profile)
+        lab.apply_sysctl(root)
+        result = lab.ifup(root)
+        assert result.returncode == 0, result.stderr
+        assert "Timed out" not in result.stdout + result.stderr
+        found = {a["local"]: a for a in lab.global6(lab.host, "br0")}
+        wanted = [HOST6_ADDRESS, *(extra.split("/")[0] for extra in lab_extras6(2))]
+        assert sorted(found) == sorted(wanted), found
+        assert not [a for a in found.values() if a.get("tentative") or a.get("dadfailed")], found
+        assert lab.wait_ping(lab.host, GATEWAY6)
