@@ -17,14 +17,15 @@ from typing import Any
 import msgspec
 import pytest
 
+from kvmbridge.guardrun import Check
 from kvmbridge.livestatus import Facts, compare, sysctl_values
 from kvmbridge.model import Bridge, HostProfile, IPv4, IPv6, Network
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
 
-from .bootcheck import boot, profile_toml
+from .bootcheck import boot, live_status, profile_toml
 from .conftest import GOLDEN, require_root, require_tool
-from .netns import GATEWAY, HOST_ADDRESS, Lab, readdress, render_tree
+from .netns import GATEWAY, HOST6_ADDRESS, HOST_ADDRESS, VM6_ADDRESS, Lab, readdress, render_tree
 
 MAC = "52:54:00:12:34:56"
 
@@ -325,6 +326,61 @@ def test_every_extra_static_ipv6_address_is_checked() -> None:
         {"family": "inet6", "local": "2001:db8:77::20", "prefixlen": 64, "scope": "global"}
     )
     assert lines(profile, facts) == []
+
+
+def test_a_dad_failed_static_ipv6_address_is_a_mismatch_and_a_tentative_one_is_pending() -> None:
+    """ATTACK14b F11: the kernel never uses a `dadfailed` address (another LAN host holds it); status
+    counted it as present, and auto-confirm confirmed on it. Still `tentative` = DAD running: a note
+    that auto-confirm waits out (Status.pending), not a mismatch."""
+    block = IPv6(method="static", address="2001:db8:0:1::20/64", extra_addresses=("2001:db8:77::20/64",))
+    profile = tuned(article(), ipv6=block)
+    facts = good_facts(profile)
+    primary = {"family": "inet6", "local": "2001:db8:0:1::20", "prefixlen": 64, "scope": "global"}
+    extra = {"family": "inet6", "local": "2001:db8:77::20", "prefixlen": 64, "scope": "global"}
+    facts["addrs"][0]["addr_info"] += [primary, extra]
+    facts["ipv6_conf"] = {"br0": {"accept_ra": "0", "autoconf": "0", "forwarding": "0"}}
+    assert lines(profile, facts) == []
+    extra.update(tentative=True, dadfailed=True)
+    assert lines(profile, facts) == [
+        "br0: ipv6 address: expected 2001:db8:77::20/64, found 2001:db8:77::20/64 duplicate on the LAN (DAD failed: unused)"
+    ]
+    del extra["dadfailed"]
+    result = compare(profile, render(profile), Facts(**facts))
+    assert result.as_profiled
+    note = "br0: ipv6 address 2001:db8:77::20/64 is still tentative (duplicate address detection running)"
+    assert result.pending == (note,) and note in result.notes
+    assert not Check(result, ()).passed and list(Check(result, ()).lines()) == [note]  # auto-confirm tries again
+    del extra["tentative"]
+    assert Check(compare(profile, render(profile), Facts(**facts)), ()).passed
+
+
+def test_status_in_a_namespace_reports_a_static_ipv6_address_another_host_holds(tmp_path: Path) -> None:
+    """The same for real: the guest already holds the extra address, the kernel marks the bridge's copy
+    dadfailed, and `kvmbridge status` exits 1 naming it."""
+    require_root()
+    for tool in ("ip", "ifup", "brctl", "unshare"):
+        require_tool(tool)
+    block = IPv6(method="static", address=f"{HOST6_ADDRESS}/64", extra_addresses=(f"{VM6_ADDRESS}/64",))
+    profile = tuned(article(), ipv6=block)
+    alone = tuned(article(), ipv6=IPv6(method="static", address=f"{HOST6_ADDRESS}/64"))
+    root, root_alone = tmp_path / "root", tmp_path / "alone"
+    render_tree(profile, root)
+    render_tree(alone, root_alone)
+    with Lab() as lab:
+        lab.wire_ports(profile)
+        assert lab.ifup(root_alone).returncode == 0
+        lab.attach_vm("br0")
+        lab.sh(lab.host, f"ip -6 addr add {VM6_ADDRESS}/64 dev br0")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = lab.ip_json(lab.host, f"-6 addr show dev br0 to {VM6_ADDRESS}/128")
+            if found and found[0]["addr_info"][0].get("dadfailed"):
+                break
+            time.sleep(0.2)
+        status = live_status(lab, profile, root)
+    subjects = [(m["subject"], m["check"], m["expected"]) for m in status["mismatches"]]
+    assert ("br0", "ipv6 address", f"{VM6_ADDRESS}/64") in subjects, status
+    assert not status["as_profiled"]
 
 
 SLAAC = {"family": "inet6", "local": "2001:db8:0:1:5054:ff:fe12:3456", "prefixlen": 64, "scope": "global"}

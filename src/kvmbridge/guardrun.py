@@ -97,10 +97,11 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        return self.status.as_profiled and all(ok for _, _, ok in self.gateways)
+        return self.status.as_profiled and not self.status.pending and all(ok for _, _, ok in self.gateways)
 
     def lines(self) -> Iterator[str]:
         yield from (m.line() for m in self.status.mismatches)
+        yield from self.status.pending
         for address, dev, ok in self.gateways:
             if not ok:
                 yield f"{dev}: gateway {address}: expected an answer, found none"

@@ -89,6 +89,9 @@ class Status:
     mismatches: tuple[Mismatch, ...]
     notes: tuple[str, ...]
     checked: dict[str, int]
+    # notes about something still settling (an address in duplicate address detection):
+    # as profiled for `status`, but auto-confirm waits for them to clear
+    pending: tuple[str, ...] = ()
 
     @property
     def as_profiled(self) -> bool:
@@ -113,6 +116,8 @@ def compare(profile: HostProfile, files: RenderedSet, facts: Facts) -> Status:
         if bridge.ipv6 is not None and facts.link(name) is not None:
             mismatches += _ipv6_conf(name, bridge, profile.sysctl.ipv6_forward, facts, profile.renderer)
     notes += stp_settling(profile, facts)
+    pending = list(tentative_addresses(profile, facts))
+    notes += pending
     mismatches += _routes(profile, facts)
     wanted = sysctl_values(files)
     for key, value in wanted.items():
@@ -138,7 +143,7 @@ def compare(profile: HostProfile, files: RenderedSet, facts: Facts) -> Status:
         "networks": len(profile.networks),
         "files": len(files),
     }
-    return Status(tuple(mismatches), tuple(notes), checked)
+    return Status(tuple(mismatches), tuple(notes), checked, tuple(pending))
 
 
 def _bridge(name: str, bridge: Bridge, facts: Facts) -> Iterator[Mismatch]:
@@ -269,13 +274,30 @@ def _addresses(name: str, bridge: Bridge, facts: Facts) -> Iterator[Mismatch]:
         return
     v6 = facts.addresses(name, "inet6")
     if bridge.ipv6.method == "static" and bridge.ipv6.address:
+        failed = {_normal(c) for c in _cidrs([a for a in v6 if a.get("dadfailed")])}
         for address in bridge.ipv6.addresses:
-            if _normal(address) not in {_normal(c) for c in _cidrs(v6)}:
+            if _normal(address) in failed:
+                yield Mismatch(name, "ipv6 address", address, f"{address} duplicate on the LAN (DAD failed: unused)")
+            elif _normal(address) not in {_normal(c) for c in _cidrs(v6)}:
                 yield Mismatch(name, "ipv6 address", address, _words(_cidrs(v6)))
-    elif bridge.ipv6.method == "auto" and not [a for a in v6 if _slaac(a)]:
+        return
+    v6 = [a for a in v6 if not a.get("dadfailed")]
+    if bridge.ipv6.method == "auto" and not [a for a in v6 if _slaac(a)]:
         yield Mismatch(name, "ipv6 address", "a SLAAC address (dynamic, /64, from the advertised prefix)", _v6(v6))
     elif bridge.ipv6.method == "dhcp" and not [a for a in v6 if a.get("dynamic")]:
         yield Mismatch(name, "ipv6 address", "a DHCPv6 lease (dynamic address)", _v6(v6))
+
+
+def tentative_addresses(profile: HostProfile, facts: Facts) -> Iterator[str]:
+    """Profiled static IPv6 addresses still in duplicate address detection: not usable yet, not wrong yet."""
+    for name, bridge in profile.bridges.items():
+        if bridge.ipv6 is None or bridge.ipv6.method != "static":
+            continue
+        wanted = {_normal(address): address for address in bridge.ipv6.addresses}
+        for live in facts.addresses(name, "inet6"):
+            address = wanted.get(_normal(f"{live.get('local')}/{live.get('prefixlen')}"))
+            if address is not None and live.get("tentative") and not live.get("dadfailed"):
+                yield f"{name}: ipv6 address {address} is still tentative (duplicate address detection running)"
 
 
 def _slaac(address: dict[str, Any]) -> bool:
