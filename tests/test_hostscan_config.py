@@ -123,3 +123,69 @@ def test_a_zoned_nameserver_in_resolv_conf_is_not_carried() -> None:
     resolv = b"nameserver fe80::1%eth0\nnameserver 198.51.100.53\n"
     starter = starter_from_host(LIVE, {}, resolv, "kvm01", False)
     assert starter.dns == ("198.51.100.53",)
+
+
+GLOBAL = {"scope": "global"}
+
+
+def dual_stack(*v6: dict[str, object]) -> LiveHost:
+    return LiveHost(
+        links=[{"ifname": "lo"}, {"ifname": "eth0", "address": "52:54:00:12:34:56"}],
+        addrs=[
+            {
+                "ifname": "eth0",
+                "addr_info": [
+                    {"family": "inet", "local": "198.51.100.2", "prefixlen": 24, "dynamic": True, **GLOBAL},
+                    *v6,
+                ],
+            }
+        ],
+        routes=[{"dst": "default", "gateway": "198.51.100.1", "dev": "eth0", "protocol": "dhcp"}],
+        routes6=[{"dst": "default", "gateway": "fe80::1", "dev": "eth0", "protocol": "ra"}],
+        ipv6_conf={"eth0": {"accept_ra": "1", "autoconf": "1", "forwarding": "0"}, "all": {"forwarding": "0"}},
+    )
+
+
+def test_an_inet6_dhcp_host_with_one_static_extra_stays_dhcp_and_names_the_extra() -> None:
+    """ATTACK14b F12: the `up` line's static address made the import say method static, dropping the
+    DHCPv6 lease (the host's main address), and still advised carrying that `up` line."""
+    live = dual_stack(
+        {"family": "inet6", "local": "2001:db8::1a2", "prefixlen": 128, "dynamic": True, **GLOBAL},
+        {"family": "inet6", "local": "2001:db8:1::2", "prefixlen": 64, **GLOBAL},
+    )
+    config = b"auto eth0\niface eth0 inet dhcp\niface eth0 inet6 dhcp\n  up ip -6 addr add 2001:db8:1::2/64 dev eth0\n"
+    starter = starter_from_host(live, {"/etc/network/interfaces": config}, b"", "kvm01", False)
+    assert starter.ipv6_method == "dhcp"
+    assert starter.warnings == (
+        "/etc/network/interfaces:4: `up ip -6 addr add 2001:db8:1::2/64 dev eth0` in eth0's inet6 stanza is not "
+        "carried over; add it to a file the profile sources, for the bridge",
+        "eth0 also has static 2001:db8:1::2/64 beside its inet6 dhcp; the profile keeps dhcp "
+        "(ipv6.extra_addresses need method static), so it is not carried over",
+    )
+    assert 'ipv6 = { method = "dhcp"' in starter_profile(starter)
+
+
+def test_an_up_line_whose_address_the_profile_carries_is_not_advised_again() -> None:
+    """A static host whose extra comes from an `up ip -6 addr add`: the extra is carried, and following
+    the old advice (add the `up` line too) failed that stanza with 'File exists' at boot."""
+    live = dual_stack(
+        {"family": "inet6", "local": "2001:db8::2", "prefixlen": 64, **GLOBAL},
+        {"family": "inet6", "local": "2001:db8:1::2", "prefixlen": 64, **GLOBAL},
+    )
+    config = (
+        b"auto eth0\niface eth0 inet dhcp\niface eth0 inet6 static\n  address 2001:db8::2/64\n"
+        b"  up ip -6 addr add 2001:db8:1::2/64 dev eth0\n  down ip -6 addr del 2001:db8:1::2/64 dev eth0\n"
+        b"  up ip -6 route add 2001:db8:99::/48 via fe80::9 dev eth0\n"
+    )
+    starter = starter_from_host(live, {"/etc/network/interfaces": config}, b"", "kvm01", False)
+    assert (starter.ipv6_method, starter.ipv6_extra_addresses) == ("static", ("2001:db8:1::2/64",))
+    assert [w for w in starter.warnings if "`up" in w or "`down" in w] == [
+        "/etc/network/interfaces:7: `up ip -6 route add 2001:db8:99::/48 via fe80::9 dev eth0` in eth0's inet6 "
+        "stanza is not carried over; add it to a file the profile sources, for the bridge"
+    ]
+    assert [n for n in starter.notes if "carried in the profile's ipv6 keys" in n] == [
+        "/etc/network/interfaces:5: `up ip -6 addr add 2001:db8:1::2/64 dev eth0`: its address is carried in the "
+        "profile's ipv6 keys; not carried over as a command",
+        "/etc/network/interfaces:6: `down ip -6 addr del 2001:db8:1::2/64 dev eth0`: its address is carried in "
+        "the profile's ipv6 keys; not carried over as a command",
+    ]

@@ -176,15 +176,8 @@ def starter_from_host(
             )
         else:
             notes.append(f"{what}; not carried over")
-    for stanza in parsed.named(nic):
-        for option in stanza.options:
-            if option.name in COMMANDS:
-                warnings.append(
-                    f"{_printable(stanza.file)}:{option.line}: "
-                    f"`{_printable(option.name)} {_printable(option.value)}` in {_printable(nic)}'s "
-                    f"{_printable(stanza.family)} stanza is not carried over; add it to a file the profile "
-                    "sources, for the bridge"
-                )
+    commands = [(stanza, option) for stanza in parsed.named(nic) for option in stanza.options]
+    commands_at = len(warnings)
     mac = str(link.get("address", "")) or None
     values: dict[str, Any] = {
         "hostname": hostname.split(".", maxsplit=1)[0] if check_hostname(hostname) is None else "kvm01",
@@ -199,6 +192,7 @@ def starter_from_host(
     if netplan.get("dhcp4") is True and values["method"] != "dhcp":
         values |= {"method": "dhcp", "address": "", "gateway": ""}  # netplan says so, whatever the kernel flags
     values |= _ipv6_values(live, nic, _via(route6, nic), parsed, notes=notes, warnings=warnings, renderer=renderer)
+    warnings[commands_at:commands_at] = _commands(commands, values, nic, notes)
     if values["method"] == "manual" and values.get("ipv6_method") and "ipv6_dns" not in values:
         values["ipv6_dns"] = tuple(dns)
     if check_ifname(port) is not None:
@@ -207,6 +201,49 @@ def starter_from_host(
 
 
 COMMANDS = ("pre-up", "up", "post-up", "down", "pre-down", "post-down")
+
+
+def _commands(
+    commands: list[tuple[interfaces_format.Stanza, interfaces_format.Option]],
+    values: dict[str, Any],
+    nic: str,
+    notes: list[str],
+) -> list[str]:
+    """Warnings: the NIC's up/down commands are not carried; one adding an address the profile holds is a note."""
+    warnings: list[str] = []
+    carried = {
+        ipaddress.IPv6Interface(a).ip
+        for a in (values.get("ipv6_address"), *values.get("ipv6_extra_addresses", ()))
+        if a
+    }
+    for stanza, option in commands:
+        if option.name not in COMMANDS:
+            continue
+        where = f"{_printable(stanza.file)}:{option.line}: `{_printable(option.name)} {_printable(option.value)}`"
+        if _adds_address(option.value, carried):
+            notes.append(f"{where}: its address is carried in the profile's ipv6 keys; not carried over as a command")
+            continue
+        warnings.append(
+            f"{where} in {_printable(nic)}'s {_printable(stanza.family)} stanza is not carried over; add it to a "
+            "file the profile sources, for the bridge"
+        )
+    return warnings
+
+
+def _adds_address(command: str, carried: set[ipaddress.IPv6Address]) -> bool:
+    """`ip [-6] addr add ADDR ...` (or `del`, its undo) for an address the profile already holds."""
+    words = command.split()
+    if not words or words[0].rsplit("/", 1)[-1] != "ip" or not {"add", "del"} & set(words):
+        return False
+    if not [w for w in words[1:4] if w in ("addr", "address", "a")]:
+        return False
+    for word in words:
+        try:
+            if ipaddress.IPv6Interface(word).ip in carried:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def _holdings(live: LiveHost, name: str, route4: dict[str, Any] | None, route6: dict[str, Any] | None) -> str:
@@ -312,6 +349,14 @@ def _ipv6_values(
     slaac = [a for a in addresses if a.get("dynamic") and (a.get("mngtmpaddr") or a.get("prefixlen") != 128)]
     leased = [a for a in addresses if a.get("dynamic") and a not in slaac]
     accept_ra = int(conf["accept_ra"]) if conf.get("accept_ra", "").isdigit() else None
+    if fixed and configured in ("dhcp", "auto"):
+        # The stanza's own method is the host's main address (a lease, SLAAC); extras need method static.
+        for kept in fixed:
+            warnings.append(
+                f"{nic} also has static {_ipv6_interface(kept)} beside its inet6 {configured}; the profile keeps "
+                f"{configured} (ipv6.extra_addresses need method static), so it is not carried over"
+            )
+        fixed = []
     if fixed or configured == "static":
         if not fixed:
             notes.append(f"{nic} has no static IPv6 address now; its inet6 static stanza is not carried over")
