@@ -134,3 +134,29 @@ def test_file_name_with_a_newline_stays_one_line(tmp_path: Path) -> None:
     result = run("validate", path)
     assert result.exit_code == 2
     assert result.stderr == f"{str(path)!r}: the profile is empty\n"
+
+
+def test_profiles_are_toml_1_0_like_pythons_tomllib(tmp_path: Path) -> None:
+    """The compiled parser (tomli) reads the dialect Python 3.11's tomllib reads: TOML 1.1's trailing commas
+    and multi-line inline tables, `\\e` escapes and times without seconds stay syntax errors, whatever tomli's
+    version (pyproject pins it below 2.4, the first with TOML 1.1)."""
+    import tomllib
+
+    cases = [
+        '[bridges.br0]\nipv4 = { method = "dhcp", }\n',
+        '[bridges.br0]\nipv4 = {\n  method = "dhcp"\n}\n',
+        'hostname = "kvm\\e01"\n[bridges.br0]\n',
+        "hostname = 07:32\n[bridges.br0]\n",
+    ]
+    for text in cases:
+        try:
+            tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            expected = str(exc)
+        else:
+            raise AssertionError(f"tomllib accepts {text!r}")
+        path = write_profile(tmp_path, text)
+        result = run("validate", path)
+        assert result.exit_code == 2, (text, result.stdout)
+        assert "TOML syntax error" in result.stderr, (text, result.stderr)
+        assert expected.split(" (at ", maxsplit=1)[0] in result.stderr, (text, expected, result.stderr)

@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -178,6 +179,19 @@ class Run:
         return f"exit {self.rc}\n{self.output[-6000:]}"
 
 
+def snapshot_source(folder: Path) -> Path:
+    """What goes into the wheel, copied once: the role builds from this copy, so a checkout that moves
+    while the module runs (an integration checkout others merge into) cannot make a later run rebuild and
+    reinstall, which would read as a change on every host."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    folder.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, folder / name)
+    for name in ("src", "templates"):
+        shutil.copytree(REPO / name, folder / name, ignore=ignore)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     require_root()
@@ -188,6 +202,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             pytest.fail(f"{tool} is a test dependency (pip install -e '.[test]')", pytrace=False)
     debian = image("base")  # Debian 12 with sshd and python3-venv, without kvmbridge: the role puts it there
     work = tmp_path_factory.mktemp("fleet")
+    source = snapshot_source(work / "source")
     key = work / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     collections = work / "collections"
@@ -243,7 +258,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             f"ansible_ssh_private_key_file={key}",
             f"ansible_ssh_common_args={shlex.quote(ssh_args)}",
             "ansible_python_interpreter=/usr/bin/python3",
-            f"host_kvmbridge_source={REPO}",
+            f"host_kvmbridge_source={source}",
             "host_confirm_within=10m",
             f"kvmbridge_boot_time_command={shlex.quote(BOOT_TIME)}",
         ]
