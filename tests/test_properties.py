@@ -200,6 +200,8 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
         ifaces[f"{name} inet"] = {"method": b.ipv4.method, "options": opts}
         if b.ipv6 is not None:
             v6: dict[str, Any] = {k: getattr(b.ipv6, k) for k in ("address", "gateway") if getattr(b.ipv6, k)}
+            if p.renderer == "ifupdown" and b.ipv6.method == "static" and b.stp:
+                v6["dad-attempts"] = str((2 * b.forward_delay + 6) * 10)  # waits out STP listening + learning
             if b.ipv6.dns:
                 v6["dns-nameservers"] = " ".join(b.ipv6.dns)
             if b.ipv6.accept_ra is not None:

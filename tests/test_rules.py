@@ -148,6 +148,52 @@ FAILING = [
         ),
         "bridges.br0.ipv6.extra_addresses[0]: 2001:db8::2 is already an address of this bridge",
     ),
+    # ATTACK14b F9: a /0 extra gave the bridge an on-link default route that beat the gateway
+    (
+        "ipv6-extra-prefix-zero",
+        profile(
+            BASE_BRIDGE
+            + 'ipv6 = { method = "static", address = "2001:db8::2/64", extra_addresses = ["2001:db8:9::1/0"] }'
+        ),
+        "bridges.br0.ipv6.extra_addresses[0]: 2001:db8:9::1/0: prefix length /0 is outside /48../128 "
+        "for a host address",
+    ),
+    (
+        "ipv6-prefix-too-short",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "static", address = "2001:db8::2/32" }'),
+        "bridges.br0.ipv6.address: 2001:db8::2/32: prefix length /32 is outside /48../128 for a host address",
+    ),
+    (
+        "ipv4-prefix-zero",
+        profile('ipv4 = { method = "static", address = "10.0.0.2/0" }'),
+        "bridges.br0.ipv4.address: 10.0.0.2/0: prefix length /0 is outside /8../32 for a host address",
+    ),
+    (
+        "ipv6-v4-mapped",
+        profile(
+            BASE_BRIDGE
+            + 'ipv6 = { method = "static", address = "2001:db8::2/64", extra_addresses = ["::ffff:198.51.100.9/128"] }'
+        ),
+        "bridges.br0.ipv6.extra_addresses[0]: ::ffff:c633:6409 is an IPv4 address written as IPv6 "
+        "(::ffff:a.b.c.d or ::a.b.c.d): put it in ipv4",
+    ),
+    (
+        "ipv6-v4-compatible",
+        profile(BASE_BRIDGE + 'ipv6 = { method = "static", address = "::1.2.3.4/64" }'),
+        "bridges.br0.ipv6.address: ::102:304 is an IPv4 address written as IPv6 "
+        "(::ffff:a.b.c.d or ::a.b.c.d): put it in ipv4",
+    ),
+    # ATTACK14b F6: each extra is a stanza with its own DAD wait at boot
+    (
+        "ipv6-too-many-extras",
+        profile(
+            BASE_BRIDGE
+            + 'ipv6 = { method = "static", address = "2001:db8::2/64", extra_addresses = ['
+            + ", ".join(f'"2001:db8::{n + 3:x}/64"' for n in range(33))
+            + "] }"
+        ),
+        "bridges.br0.ipv6.extra_addresses: has 33 addresses; at most 32 (each one slows the boot)",
+    ),
     (
         "ipv6-extra-address-not-static",
         profile(BASE_BRIDGE + 'ipv6 = { method = "auto", extra_addresses = ["2001:db8::3/64"] }'),
@@ -316,6 +362,15 @@ PASSING = [
     ("port-names", profile('ports = ["enp1s0f0", "eth0.100", "bond_0"]')),
     ("static-31", profile('ipv4 = { method = "static", address = "10.0.0.0/31", gateway = "10.0.0.1" }')),
     ("gateway-inside", profile()),
+    (
+        "ipv6-32-extras-and-edge-prefixes",
+        profile(
+            'ports = ["eth0"]\nipv4 = { method = "static", address = "10.0.0.2/8" }\n'
+            + 'ipv6 = { method = "static", address = "2001:db8::2/48", extra_addresses = ["2001:db8:1::2/128", '
+            + ", ".join(f'"2001:db8::{n + 3:x}/64"' for n in range(31))
+            + "] }"
+        ),
+    ),
     ("dhcp-with-dns", profile('ports = ["eth0"]\nipv4 = { method = "dhcp", dns = ["10.0.0.1", "2001:db8::53"] }')),
     ("hwaddress-mac", profile(BASE_BRIDGE + 'hwaddress = "52:54:00:AB:cd:01"')),
     ("hwaddress-port", profile(BASE_BRIDGE + 'hwaddress = "eth0"')),

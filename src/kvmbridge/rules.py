@@ -202,6 +202,9 @@ def _check_ipv4(block: IPv4, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
         yield keypath(*at, "address"), f"{ip} cannot be a host address"
         return
+    if (problem := _prefix(iface)) is not None:
+        yield keypath(*at, "address"), problem
+        return
     if net.prefixlen <= 30 and ip in (net.network_address, net.broadcast_address):
         kind = "network" if ip == net.network_address else "broadcast"
         yield keypath(*at, "address"), f"{ip} is the {kind} address of {net}"
@@ -227,6 +230,27 @@ def _check_gateway4(gateway: str, iface: ipaddress.IPv4Interface, at: tuple[str,
 # Python's ipaddress takes `ADDR%ZONE` with any zone text, spaces and `;` included, and ifupdown
 # runs `ip -6 addr add ADDRESS ...` through sh: a zone would be a command at boot.
 ZONE = "has a zone index (%...): not allowed (a profile names the link itself; sh would run what follows)"
+# A host address's on-link prefix: a shorter one (/0 at worst) makes the kernel's prefix route beat the
+# gateway (every destination "on-link"). /31, /32 and /127, /128 are point-to-point and host routes.
+PREFIX4 = (8, 32)
+PREFIX6 = (48, 128)
+# ifupdown brings each extra up in its own stanza with its own DAD wait (~1-2 s each at boot);
+# networking.service gives up after 5 minutes.
+MAX_EXTRA_ADDRESSES = 32
+IPV4_IN_IPV6 = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible form (::a.b.c.d)
+
+
+def _prefix(iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> str | None:
+    (low, high), length = PREFIX4 if iface.version == 4 else PREFIX6, iface.network.prefixlen
+    if low <= length <= high:
+        return None
+    return f"{iface.with_prefixlen}: prefix length /{length} is outside /{low}../{high} for a host address"
+
+
+def _ipv4_in_ipv6(ip: ipaddress.IPv6Address) -> str | None:
+    if ip.ipv4_mapped is not None or ip in IPV4_IN_IPV6:
+        return f"{ip} is an IPv4 address written as IPv6 (::ffff:a.b.c.d or ::a.b.c.d): put it in ipv4"
+    return None
 
 
 def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
@@ -255,13 +279,24 @@ def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified:
         yield keypath(*at, "address"), f"{ip} cannot be a host address"
         return
+    if (problem := _prefix(iface) or _ipv4_in_ipv6(ip)) is not None:
+        yield keypath(*at, "address"), problem
+        return
+    if len(block.extra_addresses) > MAX_EXTRA_ADDRESSES:
+        yield (
+            keypath(*at, "extra_addresses"),
+            f"has {len(block.extra_addresses)} addresses; at most {MAX_EXTRA_ADDRESSES} (each one slows the boot)",
+        )
+        return
     ifaces = [iface]
+    seen = {ip}
     for i, extra in enumerate(block.extra_addresses):
-        problem, more = _extra_ipv6(extra, ifaces)
+        problem, more = _extra_ipv6(extra, seen)
         if problem is not None:
             yield keypath(*at, "extra_addresses", i), problem
         elif more is not None:
             ifaces.append(more)
+            seen.add(more.ip)
     if block.gateway is None:
         return
     try:
@@ -275,7 +310,7 @@ def _check_ipv6(block: IPv6, bridge_at: tuple[str, ...]) -> Iterator[Problem]:
         yield keypath(*at, "gateway"), f"{gw} is outside {iface.with_prefixlen} and not link-local"
 
 
-def _extra_ipv6(text: str, earlier: list[ipaddress.IPv6Interface]) -> tuple[str | None, ipaddress.IPv6Interface | None]:
+def _extra_ipv6(text: str, earlier: set[ipaddress.IPv6Address]) -> tuple[str | None, ipaddress.IPv6Interface | None]:
     """One more static address: global or ULA, with a prefix, not one the bridge already has."""
     try:
         iface = ipaddress.IPv6Interface(text)
@@ -286,7 +321,9 @@ def _extra_ipv6(text: str, earlier: list[ipaddress.IPv6Interface]) -> tuple[str 
     ip = iface.ip
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local:
         return f"{ip} cannot be a static address of the bridge (the kernel makes its link-local one)", None
-    if any(ip == each.ip for each in earlier):
+    if (problem := _prefix(iface) or _ipv4_in_ipv6(ip)) is not None:
+        return problem, None
+    if ip in earlier:
         return f"{ip} is already an address of this bridge", None
     return None, iface
 
