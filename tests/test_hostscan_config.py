@@ -5,9 +5,12 @@ are given, not read."""
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kvmbridge.formats.ifupdown_sources import HostFiles
 from kvmbridge.hostscan import LiveHost, read_config, starter_from_host
@@ -189,3 +192,48 @@ def test_an_up_line_whose_address_the_profile_carries_is_not_advised_again() -> 
         "/etc/network/interfaces:6: `down ip -6 addr del 2001:db8:1::2/64 dev eth0`: its address is carried in "
         "the profile's ipv6 keys; not carried over as a command",
     ]
+
+
+NETPLAN_ETH0 = b"network:\n  version: 2\n  ethernets:\n    eth0:\n      addresses: [198.51.100.7/24]\n"
+
+
+def test_a_netplan_file_name_cannot_add_toml_to_the_printed_profile() -> None:
+    """ATTACK14b F7: a netplan file named 'x\\nbridges.evil.ports = ["eth9"]\\n#.yaml' printed its name raw
+    into a `# ` note line; the printed profile then held a second bridge that validate accepted."""
+    name = '/etc/netplan/x\nbridges.evil.ports = ["eth9"]\n#.yaml'
+    starter = starter_from_host(LIVE, {name: NETPLAN_ETH0}, b"", "kvm01", False)
+    text = starter_profile(starter)
+    assert "bridges.evil" not in tomllib.loads(text)["bridges"] and 'x\\nbridges.evil.ports = ["eth9"]\\n#.yaml' in text
+    assert list(tomllib.loads(text)["bridges"]) == ["br0"]
+
+
+# A host-derived word: a file name (no '/', no NUL; undecodable bytes arrive as surrogateescape's
+# \udc80-\udcff) or a stanza word (no line break: splitting lines is the parser's own business).
+HOSTILE = st.text(
+    st.one_of(st.characters(exclude_categories=["Cs"], exclude_characters="/\0"), st.sampled_from("\udc80\udcff")),
+    min_size=1,
+    max_size=24,
+).filter(lambda t: t not in (".", ".."))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=HOSTILE, word=HOSTILE.map(lambda t: t.replace("\n", " ").replace("\r", " ")), netplan=st.booleans())
+def test_no_host_derived_text_adds_a_line_or_key_to_the_printed_profile(name: str, word: str, netplan: bool) -> None:
+    """Every note and warning quotes host text (file names, stanza names, option values); the printed
+    profile keeps exactly the lines of the same host without that text, and parses to the same keys."""
+
+    def printed(name: str, word: str) -> str:
+        config = {
+            "/etc/network/interfaces": b"source /etc/network/interfaces.d/*\nauto eth0\niface eth0 inet static\n"
+            b"  address 198.51.100.7/24\n  up " + word.encode("utf-8", "surrogateescape") + b"\n",
+            f"/etc/network/interfaces.d/{name}": b"iface " + word.encode("utf-8", "surrogateescape") + b" inet dhcp\n",
+        }
+        if netplan:
+            config[f"/etc/netplan/{name}.yaml"] = NETPLAN_ETH0
+        return starter_profile(starter_from_host(LIVE, config, b"", "kvm01", False))
+
+    text, plain = printed(name, word), printed("x", "y")
+    settings_of = [line for line in text.split("\n") if not line.startswith("#")]
+    assert settings_of == [line for line in plain.split("\n") if not line.startswith("#")]
+    assert all(line.isprintable() for line in text.split("\n"))  # no \r, \v, \x85, \u2028 ... inside a line
+    assert tomllib.loads(text) == tomllib.loads(plain)

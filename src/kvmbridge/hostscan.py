@@ -161,7 +161,9 @@ def starter_from_host(
     netplan = nic_settings(netplan_files, nic) if renderer == "netplan" else {}
     for found in netplan_files:
         if renderer == "netplan" and found.configures(nic) is not None:
-            notes.append(f"{found.path} configures {nic}: remove it there before installing (the bridge takes over)")
+            notes.append(
+                f"{_printable(found.path)} configures {nic}: remove it there before installing (the bridge takes over)"
+            )
     dns = _netplan_dns(netplan) or _dns(parsed, nic, resolv)
     warnings: list[str] = []
     others = [s for s in parsed.stanzas if s.name not in (nic, "lo", bridge, *ports)]
@@ -195,9 +197,14 @@ def starter_from_host(
     warnings[commands_at:commands_at] = _commands(commands, values, nic, notes)
     if values["method"] == "manual" and values.get("ipv6_method") and "ipv6_dns" not in values:
         values["ipv6_dns"] = tuple(dns)
-    if check_ifname(port) is not None:
-        raise KvmbridgeError(f"{port}: the NIC's name cannot be used in a profile ({check_ifname(port)})")
-    return Starter(**values, notes=tuple(notes), warnings=tuple(warnings))
+    for name in (port, bridge):
+        if check_ifname(name) is not None:
+            raise KvmbridgeError(
+                f"{_printable(name)}: the NIC's name cannot be used in a profile ({check_ifname(name)})"
+            )
+    # Every note and warning becomes one `# ` comment line of the printed profile: whatever host text
+    # (file names, stanza words) they quote, none may start a line of TOML.
+    return Starter(**values, notes=tuple(map(_printable, notes)), warnings=tuple(map(_printable, warnings)))
 
 
 COMMANDS = ("pre-up", "up", "post-up", "down", "pre-down", "post-down")

@@ -32,4 +32,14 @@ class Starter:
 
 
 def starter_profile(values: Starter | None = None, templates: Path | None = None) -> str:
-    return environment(templates).get_template("profile.toml.j2").render(asdict(values or Starter()))
+    fields = asdict(values or Starter())
+    fields["notes"] = [one_line(note) for note in fields["notes"]]
+    fields["warnings"] = [one_line(warning) for warning in fields["warnings"]]
+    return environment(templates).get_template("profile.toml.j2").render(fields)
+
+
+def one_line(text: str) -> str:
+    """`text` for a `# ` comment line: every character a line break could hide in, escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
