@@ -126,6 +126,13 @@ def test_a_zoned_nameserver_in_resolv_conf_is_not_carried() -> None:
     resolv = b"nameserver fe80::1%eth0\nnameserver 198.51.100.53\n"
     starter = starter_from_host(LIVE, {}, resolv, "kvm01", False)
     assert starter.dns == ("198.51.100.53",)
+    # ATTACK14b F14: not silently: the link-local server was the host's first resolver
+    assert starter.warnings == (
+        "resolv.conf's nameserver fe80::1%eth0 is link-local (reached through one link, the NIC the bridge takes "
+        "over): not carried over; name a routable server in dns",
+    )
+    unzoned = starter_from_host(LIVE, {}, b"nameserver fe80::1\nnameserver 2001:db8::53\n", "kvm01", False)
+    assert unzoned.dns == ("2001:db8::53",) and "fe80::1 is link-local" in unzoned.warnings[0]
 
 
 GLOBAL = {"scope": "global"}

@@ -164,8 +164,8 @@ def starter_from_host(
             notes.append(
                 f"{_printable(found.path)} configures {nic}: remove it there before installing (the bridge takes over)"
             )
-    dns = _netplan_dns(netplan) or _dns(parsed, nic, resolv)
     warnings: list[str] = []
+    dns = _netplan_dns(netplan) or _dns(parsed, nic, resolv, warnings)
     others = [s for s in parsed.stanzas if s.name not in (nic, "lo", bridge, *ports)]
     for stanza in others:
         what = f"{_printable(stanza.file)}:{stanza.line} also configures {_printable(stanza.name)} ({stanza.family})"
@@ -460,7 +460,7 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
 
 
-def _dns(parsed: interfaces_format.Interfaces, nic: str, resolv: bytes) -> list[str]:
+def _dns(parsed: interfaces_format.Interfaces, nic: str, resolv: bytes, warnings: list[str]) -> list[str]:
     """The NIC's dns-nameservers from ifupdown's config, else resolv.conf's (not a local stub)."""
     for stanza in parsed.named(nic):
         servers = stanza.get("dns-nameservers") if stanza.family == "inet" else None
@@ -469,6 +469,12 @@ def _dns(parsed: interfaces_format.Interfaces, nic: str, resolv: bytes) -> list[
     found = []
     for line in resolv.decode("utf-8", "replace").splitlines():
         parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver" and _link_local(parts[1]):
+            warnings.append(
+                f"resolv.conf's nameserver {parts[1]} is link-local (reached through one link, the NIC the bridge "
+                "takes over): not carried over; name a routable server in dns"
+            )
+            continue
         if (
             len(parts) >= 2
             and parts[0] == "nameserver"
@@ -477,6 +483,13 @@ def _dns(parsed: interfaces_format.Interfaces, nic: str, resolv: bytes) -> list[
         ):
             found.append(parts[1])
     return found[:3]
+
+
+def _link_local(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0]).is_link_local
+    except ValueError:
+        return False
 
 
 def _ipv6_interface(info: dict[str, Any]) -> ipaddress.IPv6Interface | None:

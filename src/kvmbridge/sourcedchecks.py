@@ -43,7 +43,7 @@ def sourced_files(profile: HostProfile, root: Root, dialect: str) -> Iterator[Fi
     load = ifupdown2.load if dialect == "ifupdown2" else interfaces_format.load
     owned = owned_names(profile)
     ours = {
-        ip_value(address)
+        ip_value(address, mapped_as_ipv4=False)
         for b in profile.bridges.values()
         for address in (b.ipv4.address, *(b.ipv6.addresses if b.ipv6 is not None else ()))
         if address is not None
@@ -84,7 +84,7 @@ def _sourced_findings(
         else:
             yield from _port_child(stanza, owned)
         for address in (stanza.get("address") or "").split("\n"):
-            if address and ip_value(address) in ours and name not in owned:
+            if address and ip_value(address, mapped_as_ipv4=False) in ours and name not in owned:
                 yield Finding(
                     "KB109",
                     "error",
@@ -178,12 +178,16 @@ def _said(parsed: interfaces_format.Interfaces, owned: dict[str, str]) -> Iterat
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def ip_value(text: str) -> IPAddress | None:
-    """An address as a value, so 2001:db8::2 and 2001:0db8:0::2 are the same (and ::ffff:a.b.c.d is IPv4)."""
+def ip_value(text: str, *, mapped_as_ipv4: bool = True) -> IPAddress | None:
+    """An address as a value, so 2001:db8::2 and 2001:0db8:0::2 are the same.
+
+    ::ffff:a.b.c.d is the IPv4 address for a socket (sshd on :: reports an IPv4 client so), but
+    a different kernel address on an interface: KB109 compares interface addresses unfolded.
+    """
     try:
         address = ipaddress.ip_interface(text.strip()).ip
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+    if mapped_as_ipv4 and isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
