@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from kvmbridge.model import HostProfile
+from kvmbridge.profile import load_profile
 from kvmbridge.render import environment
 
 from . import imagelab
@@ -94,6 +95,23 @@ def _assert_status(machine: Machine, profile: HostProfile, path: Path) -> None:
 @pytest.mark.parametrize("case", GOLDEN_CASES)
 def test_golden_profile_installed_by_the_cli_boots_under_systemd(case: str, lan: Lan, tmp_path: Path) -> None:
     path, profile = readdressed_profile(case, tmp_path)
+    _boots_as_profiled(path, profile, lan)
+
+
+def test_the_ipv6_golden_with_stp_on_boots_with_every_static_address(lan: Lan, tmp_path: Path) -> None:
+    """ATTACK14b F5 at boot: STP keeps br0 without carrier for 2 x forward_delay (8 s here), past
+    ifupdown's own 6 s DAD wait; networking.service failed and the extra address never came. The
+    rendered dad-attempts waits it out: no failed unit, status as profiled, every address answers."""
+    path, _ = readdressed_profile("ipv6", tmp_path)
+    text = path.read_text()
+    assert 'hwaddress = "eth0"\n' in text and "stp" not in text
+    path.write_text(text.replace('hwaddress = "eth0"\n', 'hwaddress = "eth0"\nstp = true\nforward_delay = 4\n'))
+    profile = load_profile(path)
+    assert profile.bridges["br0"].stp and profile.bridges["br0"].ipv6 is not None
+    _boots_as_profiled(path, profile, lan)
+
+
+def _boots_as_profiled(path: Path, profile: HostProfile, lan: Lan) -> None:
     image = renderer_image(profile.renderer)
     units = (NETWORK_UNIT.get(profile.renderer, UNITS[0]), *UNITS[1:])
     up = uplink(profile)
