@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from kvmbridge.formats.ifupdown_sources import HostFiles
 from kvmbridge.hostscan import LiveHost, read_config, starter_from_host
+from kvmbridge.profile import parse_profile
 from kvmbridge.starter import starter_profile
 
 from .conftest import run
@@ -244,3 +245,24 @@ def test_no_host_derived_text_adds_a_line_or_key_to_the_printed_profile(name: st
     assert settings_of == [line for line in plain.split("\n") if not line.startswith("#")]
     assert all(line.isprintable() for line in text.split("\n"))  # no \r, \v, \x85, \u2028 ... inside a line
     assert tomllib.loads(text) == tomllib.loads(plain)
+
+
+def test_static_ipv6_the_rules_refuse_is_said_and_not_carried_so_the_profile_validates() -> None:
+    """ATTACK14b F9/F6 from the import side: the host's /0 and IPv4-mapped addresses and more than 32
+    extras made init --from-host print a profile that validate refuses."""
+    many = [{"family": "inet6", "local": f"2001:db8::{n + 2:x}", "prefixlen": 64, **GLOBAL} for n in range(35)]
+    odd = [
+        {"family": "inet6", "local": "2001:db8:9::1", "prefixlen": 0, **GLOBAL},
+        {"family": "inet6", "local": "::ffff:198.51.100.9", "prefixlen": 128, **GLOBAL},
+    ]
+    live = dual_stack(*odd, *many)
+    config = b"auto eth0\niface eth0 inet dhcp\n"
+    starter = starter_from_host(live, {"/etc/network/interfaces": config}, b"", "kvm01", False)
+    assert len(starter.ipv6_extra_addresses) == 32
+    assert starter.warnings[:2] == (
+        "eth0's 2001:db8:9::1/0: prefix length /0 is outside /48../128 for a host address; not carried over",
+        "eth0's ::ffff:c633:6409 is an IPv4 address written as IPv6 (::ffff:a.b.c.d or ::a.b.c.d): put it in ipv4; "
+        "not carried over",
+    )
+    assert any("a profile takes at most 32 extra ones" in w for w in starter.warnings)
+    parse_profile(starter_profile(starter), "kvm01.toml", default_hostname="kvm01", source_name="kvm01.toml")

@@ -19,7 +19,7 @@ from .formats import ifupdown2
 from .formats import interfaces as interfaces_format
 from .formats.ifupdown_sources import DictFiles, HostFiles, SourceFiles
 from .netplanscan import NetplanFile, nic_settings, read_netplan
-from .rules import check_hostname, check_ifname
+from .rules import MAX_EXTRA_ADDRESSES, check_hostname, check_ifname, host_address6
 from .starter import Starter
 
 
@@ -346,7 +346,7 @@ def _ipv6_values(
     if [s for s in servers.split() if _is_ip(s)]:
         values["ipv6_dns"] = tuple(s for s in servers.split() if _is_ip(s))
     addresses = [a for a in live.ipv6(nic) if not a.get("temporary") and not a.get("dadfailed") and _ipv6_interface(a)]
-    fixed = [a for a in addresses if not a.get("dynamic")]
+    fixed = _static_as_the_rules_take([a for a in addresses if not a.get("dynamic")], nic, warnings)
     # A deprecated address (preferred_lft 0) is being renumbered away: the static method would make it
     # permanent and preferred again, so it is carried only when the NIC has nothing better.
     if any(not a.get("deprecated") for a in fixed):
@@ -381,7 +381,11 @@ def _ipv6_values(
             )
         )
         address = str(_ipv6_interface(fixed[0]))
-        extras = tuple(dict.fromkeys(str(_ipv6_interface(a)) for a in fixed[1:] if a["local"] != fixed[0]["local"]))
+        extras = _at_most(
+            tuple(dict.fromkeys(str(_ipv6_interface(a)) for a in fixed[1:] if a["local"] != fixed[0]["local"])),
+            nic,
+            warnings,
+        )
         values |= {"ipv6_method": "static", "ipv6_address": address, "ipv6_extra_addresses": extras}
         if fixed[0].get("deprecated"):
             warnings.append(f"{address} is deprecated on {nic}, yet its only static IPv6 address: carried over")
@@ -416,6 +420,29 @@ def _ipv6_values(
             "has a reservation by MAC"
         )
     return values
+
+
+def _static_as_the_rules_take(fixed: list[dict[str, Any]], nic: str, warnings: list[str]) -> list[dict[str, Any]]:
+    """Static addresses a profile may hold: an odd prefix (/0 ...) or an IPv4-mapped one is said, not carried."""
+    kept = []
+    for address in fixed:
+        iface = _ipv6_interface(address)
+        problem = host_address6(iface) if iface is not None else "not an IPv6 address"
+        if problem is None:
+            kept.append(address)
+        else:
+            warnings.append(f"{nic}'s {problem}; not carried over")
+    return kept
+
+
+def _at_most(extras: tuple[str, ...], nic: str, warnings: list[str]) -> tuple[str, ...]:
+    if len(extras) <= MAX_EXTRA_ADDRESSES:
+        return extras
+    warnings.append(
+        f"{nic} has {len(extras) + 1} static IPv6 addresses; a profile takes at most {MAX_EXTRA_ADDRESSES} extra "
+        f"ones: {', '.join(extras[MAX_EXTRA_ADDRESSES:])} not carried over"
+    )
+    return extras[:MAX_EXTRA_ADDRESSES]
 
 
 def _written_ipv6(parsed: interfaces_format.Interfaces, nic: str) -> dict[ipaddress.IPv6Address, int]:

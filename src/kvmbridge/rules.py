@@ -240,6 +240,11 @@ MAX_EXTRA_ADDRESSES = 32
 IPV4_IN_IPV6 = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible form (::a.b.c.d)
 
 
+def host_address6(iface: ipaddress.IPv6Interface) -> str | None:
+    """Why the rules refuse this IPv6 address with its prefix as a static one (init --from-host asks too)."""
+    return _prefix(iface) or _ipv4_in_ipv6(iface.ip)
+
+
 def _prefix(iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> str | None:
     (low, high), length = PREFIX4 if iface.version == 4 else PREFIX6, iface.network.prefixlen
     if low <= length <= high:
