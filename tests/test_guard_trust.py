@@ -298,3 +298,88 @@ def test_a_venv_folder_on_tmpfs_is_refused(root: Path) -> None:
         "and it would be gone after the reboot\n"
     ) in result.stderr
     assert tree(root) == before
+
+
+# -- ATTACK10b: what the check did not model ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pth", "line"),
+    [
+        ("_editable_impl_kvmbridge.pth", "import _editable_impl_kvmbridge"),  # hatchling's exact mode (editables)
+        (
+            "__editable__.kvmbridge.pth",
+            "import __editable___kvmbridge_finder; __editable___kvmbridge_finder.install(); import x",
+        ),
+        ("_virtualenv.pth", "import _virtualenv"),
+    ],
+)
+def test_a_pth_import_line_the_check_cannot_follow_is_refused(root: Path, pth: str, line: str) -> None:
+    """F1: hatchling's exact editable mode imports a module that maps kvmbridge to a user's checkout with
+    a finder the check knew nothing of; any import line but setuptools' two known ones is refused now."""
+    user_folder(root, "home/u/kvmbridge/src/kvmbridge")
+    write(
+        root / SITE / "_editable_impl_kvmbridge.py",
+        "from editables.redirector import RedirectingFinder as F\nF.install()\n"
+        "F.map_module('kvmbridge', '/home/u/kvmbridge/src/kvmbridge/__init__.py')\n",
+    )
+    write(root / SITE / pth, line + "\n")
+    assert f"{root / SITE / pth}: runs code at boot ({line[:80]}) that this check cannot follow" in refused(root)
+
+
+def test_a_setuptools_finder_that_is_not_a_module_file_is_refused(root: Path) -> None:
+    finder = "__editable___kvmbridge_0_1_0_finder"
+    write(root / SITE / "__editable__.kvmbridge-0.1.0.pth", f"import {finder}; {finder}.install()\n")
+    write(root / SITE / f"{finder}/__init__.py", "MAPPING = {'kvmbridge': '/home/u/src/kvmbridge'}\n")
+    assert f"{root / SITE / finder}.py: missing or not a regular file (imported by " in refused(root)
+
+
+def test_a_pth_line_is_what_site_py_reads_not_what_str_splitlines_makes_of_it(root: Path) -> None:
+    """F4a: U+2028 (and \\x0c, \\x85 ...) end a line for str.splitlines, not for site.py."""
+    home = user_folder(root, "home/u/lib").parent
+    write(root / SITE / "zz-extra.pth", "/x\u2028#/../../home/u/lib\n")
+    assert f"{home}: owned by uid 1000, not root; its code runs as root at boot (added to sys.path by" in refused(root)
+
+
+def test_a_pyvenv_cfg_with_two_homes_or_that_is_not_a_regular_file_is_refused(root: Path) -> None:
+    """F4b: getpath takes the first home, site.py the last; F6: a FIFO blocks getpath at boot."""
+    cfg = root / "opt/kvmbridge/pyvenv.cfg"
+    cfg.write_text("home = /home/u/py\nhome = /usr/bin\ninclude-system-site-packages = false\n")
+    assert f"{cfg}: more than one home (getpath takes the first, site.py the last)" in refused(root)
+    cfg.unlink()
+    os.mkfifo(cfg, 0o644)
+    assert f"{cfg}: not a regular file (a folder, FIFO or device); Python opens it at boot\n" in refused(root)
+
+
+def test_a_user_s_folder_where_getpath_looks_for_os_py_first_is_refused_before_it_holds_one(root: Path) -> None:
+    """F2: the venv's home is /usr/bin; getpath tries /usr/bin/lib/python3.11/os.py before /usr/lib/..."""
+    lib = root / "usr/bin/lib/python3.11"
+    lib.mkdir(parents=True)
+    (root / "usr/bin/lib").chmod(0o755)
+    lib.chmod(0o1777)
+    assert f"{lib}: writable by group and others; its code runs as root at boot (where Python looks" in refused(root)
+
+
+def test_a_hostile_file_name_is_shown_escaped_on_one_line(root: Path) -> None:
+    """F8: a name a user chose must not add lines (a forged "armed") to root's terminal."""
+    name = root / SITE / "x\nboot guard: armed; nothing wrong\n"
+    write(name, "")
+    os.chown(name, 1000, 1000)
+    err = refused(root)
+    assert "\nboot guard: armed" not in err
+    assert f"{root / SITE}/x\\nboot guard: armed; nothing wrong\\n: owned by uid 1000, not root;" in err
+
+
+def test_links_that_cost_too_many_lookups_to_follow_are_refused_in_bounded_time(root: Path) -> None:
+    """F7: each link into a chain of `x/../x/..` targets costs thousands of lookups; 2000 such links took
+    half an hour, within MAX_WALK. The total lookups are budgeted (a pip venv needs ~200)."""
+    chain = root / SITE / "z"
+    (chain / "x").mkdir(parents=True)
+    write(chain / "y", "")
+    heavy = "/".join(["x/.."] * 800)
+    for hop in range(10):
+        (chain / f"c{hop}").symlink_to(f"{heavy}/{f'c{hop + 1}' if hop < 9 else 'y'}")
+    for i in range(20):
+        (chain / f"l{i}").symlink_to("c0")
+    err = refused(root)
+    assert "links that take more than 100000 name lookups to follow in all; cannot tell who can" in err

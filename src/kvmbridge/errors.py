@@ -14,6 +14,12 @@ EXIT_ROLLED_BACK = 4
 EXIT_ROLLBACK_FAILED = 5
 
 
+def one_line(text: str) -> str:
+    """`text` as one printable line: a hostile name (a newline, an escape sequence) is shown escaped,
+    as `repr` writes it, so it can never add a line of its own to what the user reads."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 class KvmbridgeError(Exception):
     """An error the user can act on; `lines` are printed as they are."""
 

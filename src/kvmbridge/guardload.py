@@ -1,7 +1,8 @@
 """Everything Python loads when the boot guard's executable runs, and whether only root can change it.
 
-systemd starts the executable as root with a clean environment (no
-PYTHONPATH, no PYTHONHOME; the working folder is `/`). The kernel reads its
+systemd starts the executable as root with a clean environment (the units
+unset PYTHONPATH, PYTHONHOME and every other PYTHON* variable that
+`DefaultEnvironment=` or `systemd.setenv=` could add; the working folder is `/`). The kernel reads its
 `#!` line (one line of at most 255 bytes, split at the first blank; a `\\r` is
 part of the name); the interpreter must be a Python ELF named by absolute
 path, since `#!/usr/bin/env python3` lets PATH at boot pick it. Python then
@@ -13,14 +14,15 @@ site); every site folder's `.pth` files add paths or run `import` lines.
 
 All of that is checked as a superset (every site folder layout Debian or
 upstream Python uses; every `python3.N` when the interpreter's name does not
-say which; `DefaultEnvironment=` in /etc/systemd is root's, like `/etc`) and
+say which) and
 walked with `Root.walk`, never through a link: each link met is resolved
 inside the root, every path it passes is checked, and a folder it reaches is
 walked too. A path Python would use but which does not exist
 yet must not be creatable by anyone but root. `import` lines of `.pth` files
-are code in a file only root can write, importing from the same checked
-`sys.path`, like any module; setuptools' editable finders name their source
-folders in the module they import, so those folders are walked as well.
+run code that may load from anywhere (a meta-path finder): only setuptools'
+two known lines are accepted, its distutils shim (imports from the checked
+`sys.path`) and its editable finder, whose module names its source folders, so
+those folders are walked as well; any other import line is refused.
 Out of scope: the dynamic linker, shared libraries and `/etc` (the system
 that systemd itself runs from).
 """
@@ -36,18 +38,30 @@ import stat
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import KvmbridgeError
+from .errors import KvmbridgeError, one_line
 from .guard import SAFE_EXECUTABLE
 from .root import Root, read_regular
 
 MAX_WALK = 200_000
+# Names looked up (lstat) while following links, in all: a link to a long `x/../x/..` chain costs
+# thousands each, so entries walked alone do not bound the time (a pip venv takes ~200; ~1 s here).
+MAX_RESOLVE = 100_000
 MAX_PROBLEMS = 8
 TEMPORARY_FS = {"tmpfs", "ramfs"}
 ELF = b"\x7fELF"
 # Interpreter options that only ever shrink what Python loads: the checked superset stays one.
 HARMLESS_OPTIONS = re.compile(r"-[BEIOSsu]+")
 PYTHON = re.compile(r"python3(?:\.([0-9]+))?")
-EDITABLE_FINDER = re.compile(r"\b(__editable___[A-Za-z0-9_]+_finder)\b")
+# The only `import` lines of .pth files the check can follow: setuptools' editable finder (its MAPPING
+# and NAMESPACES are read) and setuptools' distutils shim (it imports from the checked sys.path).
+EDITABLE_LINE = re.compile(r"import (__editable___[A-Za-z0-9_]+_finder); \1\.install\(\)[ \t]*")
+DISTUTILS_LINE = re.compile(
+    r"import os; var = 'SETUPTOOLS_USE_DISTUTILS'; enabled = os\.environ\.get\(var, '(?:local|stdlib)'\) == 'local'; "
+    r"enabled and __import__\('_distutils_hack'\)\.add_shim\(\); ?[ \t]*"
+)
+# Python reads .pth and pyvenv.cfg files with universal newlines: only these end a line (not str.splitlines's).
+LANDMARKS = ("os.py", "os.pyc", "lib-dynload")
+LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def resolve(root: Root, dest: str, limit: int = 40) -> tuple[Path, list[Path], bool]:
@@ -125,6 +139,7 @@ class _Loads:
         self.walked: set[tuple[int, int]] = set()
         self.devices: dict[int, Path] = {}
         self.entries = 0
+        self.looked_up = 0
         self.queue: list[tuple[Path, str]] = []
 
     def dest(self, real: Path) -> str:
@@ -144,7 +159,7 @@ class _Loads:
         venv = self.venv(interpreter)
         homes = [venv[1]] if venv and venv[1] else []
         for folder in {posixpath.dirname(interpreter), *homes}:
-            real_folder, _, found = resolve(self.root, folder)
+            real_folder, _, found = self.resolve(folder)
             self.pth_override(real_folder if found else None)
         self.pth_override(real_interp.parent)
         start = venv[1] if venv and venv[1] is not None else posixpath.dirname(self.dest(real_interp))
@@ -234,16 +249,27 @@ class _Loads:
         for candidate in (folder, posixpath.dirname(folder)):
             cfg = posixpath.join(candidate, "pyvenv.cfg")
             real = self.path(cfg, "the virtualenv's settings", missing_ok=True)
-            if real is None or not real.is_file():
+            if real is None:
                 continue
+            if not real.is_file():
+                self.stop(f"{self.shown(cfg)}: not a regular file (a folder, FIFO or device); Python opens it at boot")
             text = self.read(real, cfg)
+            if any(len(row.splitlines()) > 1 for row in LINE_END.split(text)):
+                self.stop(
+                    f"{self.shown(cfg)}: holds line separators Python's readers disagree on; cannot tell what loads"
+                )
             home, system = None, "true"
-            for row in text.splitlines():
+            for row in LINE_END.split(text):
                 key, eq, value = row.partition("=")
                 if not eq:
                     continue
                 key, value = key.strip().lower(), value.strip()
                 if key == "home":
+                    if home is not None:
+                        self.stop(
+                            f"{self.shown(cfg)}: more than one home (getpath takes the first, site.py the last); "
+                            "cannot tell what loads"
+                        )
                     home = value
                 elif key == "include-system-site-packages":
                     system = value.lower()
@@ -260,20 +286,25 @@ class _Loads:
                 self.stop(
                     f"{self.shown(current)}/{name}: Python would run from a build tree; cannot tell what it loads"
                 )
+        why = "where Python looks for its standard library"
         while True:
-            self.path(f"{current}/lib", "where Python looks for its standard library", missing_ok=True)
-            lib, _, found = resolve(self.root, posixpath.join(current, "lib"))
-            if found and lib.is_dir():
-                versions = sorted(
-                    m.group(1)
-                    for name, _ in self.root.listdir(self.dest(lib))
-                    if (m := PYTHON.fullmatch(name))
-                    and m.group(1)
-                    and version in (None, m.group(1))
-                    and resolve(self.root, f"{current}/lib/{name}/os.py")[2]
-                )
-                if versions:
-                    return current, versions
+            self.path(f"{current}/lib", why, missing_ok=True)
+            lib, _, found = self.resolve(posixpath.join(current, "lib"))
+            versions = []
+            names = self.root.listdir(self.dest(lib)) if found and lib.is_dir() else []
+            for name, _ in names:
+                m = PYTHON.fullmatch(name)
+                if not m or not m.group(1) or version not in (None, m.group(1)):
+                    continue
+                # getpath's landmarks (3.11): os.py or os.pyc makes the prefix, lib-dynload the exec prefix;
+                # whoever can create one of them in a folder passed first decides what Python loads.
+                landmarks = [self.path(f"{current}/lib/{name}/{mark}", why, missing_ok=True) for mark in LANDMARKS]
+                if landmarks[2] is not None:
+                    self.tree_or_file(f"{current}/lib/{name}/lib-dynload", "the standard library's extensions")
+                if landmarks[0] is not None or landmarks[1] is not None:
+                    versions.append(m.group(1))
+            if versions:
+                return current, sorted(versions)
             if current == "/":
                 self.stop(
                     f"{self.shown(start)}: no standard library (lib/python3.N/os.py) above it; "
@@ -310,12 +341,19 @@ class _Loads:
             return
         if not real.is_file():
             self.stop(f"{self.shown(dest)}: not a regular file (a FIFO or device); Python would open it at boot")
-        for row in self.read(real, dest).splitlines():
+        for row in LINE_END.split(self.read(real, dest)):
             if row.startswith("#") or not row.strip():
                 continue
             if row.startswith(("import ", "import\t")):
-                for finder in EDITABLE_FINDER.findall(row):
-                    self.editable(folder, finder, dest)
+                finder = EDITABLE_LINE.fullmatch(row)
+                if finder:
+                    self.editable(folder, finder.group(1), dest)
+                elif not DISTUTILS_LINE.fullmatch(row):
+                    self.stop(
+                        f"{self.shown(dest)}: runs code at boot ({one_line(row[:80])}) that this check cannot "
+                        "follow (only setuptools' editable finder and distutils shim are known); cannot tell "
+                        "what Python loads"
+                    )
                 continue
             added = posixpath.normpath(posixpath.join(folder, row.rstrip()))
             if "\0" in added:
@@ -327,7 +365,10 @@ class _Loads:
         dest = f"{folder}/{module}.py"
         real = self.path(dest, f"imported by {self.shown(pth)}", missing_ok=True)
         if real is None or not real.is_file():
-            return
+            self.stop(
+                f"{self.shown(dest)}: missing or not a regular file (imported by {self.shown(pth)}); "
+                "cannot tell which folders this editable install loads"
+            )
         paths: list[str] = []
         try:
             for node in ast.parse(self.read(real, dest)).body:
@@ -359,11 +400,22 @@ class _Loads:
 
     # -- checking paths ---------------------------------------------------------------------------
 
+    def resolve(self, dest: str) -> tuple[Path, list[Path], bool]:
+        """`resolve`, within the budget of names looked up for the whole check."""
+        real, visited, found = resolve(self.root, dest)
+        self.looked_up += len(visited)
+        if self.looked_up > MAX_RESOLVE:
+            self.stop(
+                f"{self.shown(dest)}: links that take more than {MAX_RESOLVE} name lookups to follow in all; "
+                "cannot tell who can change what they lead to"
+            )
+        return real, visited, found
+
     def path(self, dest: str, why: str, *, missing_ok: bool = False) -> Path | None:
         """Resolve `dest`, checking every path passed: its real path, or None when it does not exist
         (then the deepest folder that does was checked: only root may create the rest)."""
         try:
-            real, visited, found = resolve(self.root, dest)
+            real, visited, found = self.resolve(dest)
         except OSError as exc:
             self.stop(f"{self.shown(dest)}: cannot resolve: {exc.strerror or exc} ({why})")
         for path in visited:

@@ -16,7 +16,7 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import RefusedError
+from .errors import RefusedError, one_line
 from .guard import SAFE_EXECUTABLE
 from .guardfiles import TIMER, UNIT_DIR
 from .guardload import TEMPORARY_FS, load_problems, mount_type, resolve, untrusted
@@ -78,7 +78,9 @@ def guard_problems(root: Root, executable: str) -> list[str]:
 def refuse_untrusted(root: Root, executable: str) -> None:
     problems = guard_problems(root, executable)
     if problems:
-        raise RefusedError(*problems, "the boot guard cannot be trusted on this target; nothing was changed")
+        raise RefusedError(
+            *map(one_line, problems), "the boot guard cannot be trusted on this target; nothing was changed"
+        )
 
 
 def _is_file_in(root: Root, dest: str) -> bool:
