@@ -659,3 +659,15 @@ def test_auto_confirm_takes_the_network_libvirt_itself_rewrote_on_net_define_but
     assert installed_files(target, record)[1] == (
         ("/etc/libvirt/qemu/networks/autostart/bridge-network.xml", "changed"),
     )
+
+
+def test_the_guard_units_clear_every_python_variable_systemd_could_pass(root: Path) -> None:
+    """ATTACK10b F4c: `DefaultEnvironment=PYTHONPATH=/home/u/lib` in /etc/systemd put a user's folder
+    first on the guard's sys.path; the units unset the variables themselves (applied last by systemd)."""
+    guarded(root, "--auto-confirm")
+    for unit in ("kvmbridge-guard.service", "kvmbridge-guard-check.service"):
+        text = (root / UNITS / unit).read_text()
+        unset = next(line for line in text.splitlines() if line.startswith("UnsetEnvironment="))
+        names = set(unset.removeprefix("UnsetEnvironment=").split())
+        assert {"PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONPYCACHEPREFIX", "PYTHONSTARTUP"} <= names
+        assert text.index("UnsetEnvironment=") < text.index("ExecStart=")
