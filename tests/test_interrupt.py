@@ -225,3 +225,39 @@ def test_a_killed_runs_file_the_next_profile_no_longer_renders_is_removed_and_ne
         rollback(Root(root), result.manifest.id if result.manifest else None, force=False)
         assert tree(root / "etc") == old, step
         shutil.rmtree(root)
+
+
+def test_a_killed_rollback_s_restored_originals_stay_the_admin_s_for_the_next_install(tmp_path: Path) -> None:
+    """ATTACK10b F5: a rollback killed after it put the host's own interfaces back, then an install of a
+    profile that no longer renders that file: 40f714a's carry took the restored original for a file
+    kvmbridge wrote and removed it (a finished rollback leaves it). A killed rollback's restores are the
+    admin's again; what it had not restored yet (kvmbridge's content) is still kvmbridge's to remove."""
+    netplan = GOLDEN / "netplan-article.toml"
+    installed = seed_old_host(tmp_path / "installed")
+    original = (installed / "etc/network/interfaces").read_bytes()
+    loaded = load_profile(ARTICLE)
+    install(loaded, render(loaded), Root(installed), profile_path=ARTICLE, force=False)
+    ours = (installed / "etc/network/interfaces").read_bytes()
+    other = load_profile(netplan)
+    step, restored_seen = 0, 0
+    while True:
+        step += 1
+        root = tmp_path / f"k{step}"
+        shutil.copytree(installed, root, symlinks=True)
+        try:
+            rollback(KillingRoot(root, step), None, force=False)
+        except Killed:
+            pass
+        else:
+            break
+        interfaces = root / "etc/network/interfaces"
+        before = interfaces.read_bytes()
+        install(other, render(other), Root(root), profile_path=netplan, force=True)
+        if before == original:
+            restored_seen += 1
+            assert interfaces.read_bytes() == original, step
+        else:
+            assert before == ours, step
+            assert not interfaces.exists(), step  # kvmbridge's own: removed as after a finished install
+        shutil.rmtree(root)
+    assert restored_seen, "no kill fell after the original was restored"

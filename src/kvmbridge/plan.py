@@ -14,7 +14,7 @@ from .confine import is_rendered
 from .fileset import RenderedFile, RenderedSet
 from .formats import Format, named
 from .root import OnDisk, Root
-from .state import Manifest, State, known_hashes, unfinished_manifest
+from .state import Entry, Manifest, State, known_hashes, unfinished_manifest
 from .targets import format_of
 
 WRITES = ("create", "update", "drift", "remove")
@@ -75,7 +75,7 @@ def make_plan(files: RenderedSet, root: Root, state: State) -> Plan:
     known = known_hashes(state, pending)
     changes = [_compare(f, root.read(f.path), known.get(f.path), root.symlinked_folder(f.path)) for f in files]
     rendered = {f.path for f in files}
-    for path in sorted((set(state.files) | _left_by(pending, root)) - rendered):
+    for path in sorted((set(state.files) | _left_by(pending, root)) - rendered - _restored_by(pending, root)):
         old = root.read(path)
         if old.kind == "missing":
             continue
@@ -88,14 +88,32 @@ def _left_by(pending: Manifest | None, root: Root) -> set[str]:
     """Paths a killed transaction wrote, though perhaps before its state.json was: ours just the same.
 
     So a profile that no longer renders them removes them as it would after a finished run, whatever
-    step the kill hit, and no file kvmbridge wrote is left on disk outside state.json.
+    step the kill hit, and no file kvmbridge wrote is left on disk outside state.json. A killed
+    rollback wrote the other way round: what it already put back (its "after") is the admin's original
+    again, as after a finished rollback; only what it had not restored yet is kvmbridge's.
     """
     if pending is None:
         return set()
     return {
         e.path
         for e in pending.entries
-        if is_rendered(e.path) and root.read(e.path).sha256 in e.known - {e.sha256_before}
+        if is_rendered(e.path) and root.read(e.path).sha256 in e.known - {_theirs(pending, e)}
+    }
+
+
+def _theirs(pending: Manifest, entry: Entry) -> str | None:
+    """What an unfinished set found or put back at a path that is not kvmbridge's to remove:
+    an install's original, a rollback's restore."""
+    return entry.sha256_after if pending.action == "rollback" else entry.sha256_before
+
+
+def _restored_by(pending: Manifest | None, root: Root) -> set[str]:
+    """Paths a killed rollback already put back: the admin's again, though its state.json (which a
+    finished rollback restores too) may still list them."""
+    if pending is None or pending.action != "rollback":
+        return set()
+    return {
+        e.path for e in pending.entries if e.sha256_after is not None and root.read(e.path).sha256 == e.sha256_after
     }
 
 
