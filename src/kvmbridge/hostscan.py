@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class LiveHost:
     routes6: list[dict[str, Any]] = field(default_factory=list)
     # /proc/sys/net/ipv6/conf/NAME/{accept_ra,autoconf,forwarding} per link, plus "all"
     ipv6_conf: dict[str, dict[str, str]] = field(default_factory=dict)
+    # every established session on a port sshd listens on, as SSH_CONNECTION spells one: sudo drops that variable
+    ssh_sessions: tuple[str, ...] = ()
 
     def link_names(self) -> set[str]:
         return {link["ifname"] for link in self.links}
@@ -85,7 +88,50 @@ def read_live_host() -> LiveHost:
         ssh_connection=os.environ.get("SSH_CONNECTION"),
         routes6=ip_json("-6", "route", "show"),
         ipv6_conf=read_ipv6_conf(["all", *(str(link["ifname"]) for link in links)]),
+        ssh_sessions=read_ssh_sessions(),
     )
+
+
+SSHD = {"sshd", "sshd-session"}  # OpenSSH 9.8 split the per-session process out as sshd-session
+_USER = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=')
+
+
+def read_ssh_sessions() -> tuple[str, ...]:
+    """The established TCP connections on a port an sshd process listens on, each as
+    "PEER PEERPORT LOCAL[%LINK] PORT" (SSH_CONNECTION's form), read with iproute2's `ss`.
+
+    `sudo` and Ansible's become drop $SSH_CONNECTION, so the environment alone cannot say
+    whether the install would cut a session; this sees every admin's, not only ours.
+    """
+    ports = set()
+    for line in _ss("-Htlnp"):
+        fields = line.split()
+        if len(fields) >= 5 and SSHD & set(_USER.findall(line)):
+            ports.add(fields[3].rpartition(":")[2])
+    sessions = []
+    for line in _ss("-Htn", "state", "established"):
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local, _, port = fields[2].rpartition(":")
+        peer, _, peer_port = fields[3].rpartition(":")
+        if port in ports:
+            sessions.append(f"{_ss_address(peer)} {peer_port} {_ss_address(local)} {port}")
+    return tuple(sessions)
+
+
+def _ss(*args: str) -> list[str]:
+    try:
+        out = subprocess.run(["ss", *args], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise KvmbridgeError(f"ss {' '.join(args)}: cannot read the running host's SSH sessions ({exc})") from None
+    return out.splitlines()
+
+
+def _ss_address(text: str) -> str:
+    """`[fe80::1]%br0` -> `fe80::1%br0`, `[2001:db8::2]` -> `2001:db8::2`, `198.51.100.2` as is."""
+    address, _, scope = text.removeprefix("[").partition("]")
+    return address + scope if text.startswith("[") else text
 
 
 ULA = ipaddress.IPv6Network("fc00::/7")

@@ -34,15 +34,39 @@ def live_host(
                     f"port of {name} does not exist on this host (renamed NIC?)",
                     f"check `ip link` and fix bridges.{name}.ports",
                 )
-    if not live.ssh_connection:
-        return
-    parts = live.ssh_connection.split()
-    if len(parts) != 4:
-        return
-    local, _, scope = parts[2].partition("%")  # a link-local address comes with its link: fe80::2%eth0
-    address = ip_value(local)
-    server = str(address) if address is not None else local  # sshd on :: shows IPv4 as ::ffff:a.b.c.d
-    nic = scope if scope and scope in existing else live.nic_holding(server)
+    seen: set[tuple[str, str | None]] = set()
+    for who, connection in _sessions(live):
+        parts = connection.split()
+        if len(parts) != 4:
+            continue
+        local, _, scope = parts[2].partition("%")  # a link-local address comes with its link: fe80::2%eth0
+        address = ip_value(local)
+        server = str(address) if address is not None else local  # sshd on :: shows IPv4 as ::ffff:a.b.c.d
+        nic = scope if scope and scope in existing else live.nic_holding(server)
+        if (server, nic) in seen:  # the findings hang on the address and its NIC only
+            continue
+        seen.add((server, nic))
+        yield from _session(profile, live, dropped, who=who, server=server, nic=nic)
+
+
+def _sessions(live: LiveHost) -> Iterator[tuple[str, str]]:
+    """Ours (SSH_CONNECTION, when sudo kept it) first, then every session sshd holds on this host:
+    another admin's session is cut as surely as ours."""
+    if live.ssh_connection:
+        yield "your SSH session", live.ssh_connection
+    for connection in live.ssh_sessions:
+        yield f"the SSH session from {connection.split()[0]}", connection
+
+
+def _session(
+    profile: HostProfile,
+    live: LiveHost,
+    dropped: Callable[[str], interfaces_format.Stanza | None],
+    *,
+    who: str,
+    server: str,
+    nic: str | None,
+) -> Iterator[Finding]:
     owned = {port for bridge in profile.bridges.values() for port in bridge.ports} | set(profile.bridges)
     stanza = dropped(nic) if nic is not None and nic not in owned else None
     if stanza is not None:
@@ -50,7 +74,7 @@ def live_host(
             "KB101",
             "error",
             nic or server,
-            f"your SSH session arrives on {server} at {nic}, which {stanza.file}:{stanza.line} configures "
+            f"{who} arrives on {server} at {nic}, which {stanza.file}:{stanza.line} configures "
             f"({' '.join(w for w in (stanza.family, stanza.method) if w) or 'iface'}); "
             "the new /etc/network/interfaces drops that: you would be locked out",
             f"move the {nic} stanza (and its auto line) to a file the profile sources, "
@@ -67,7 +91,7 @@ def live_host(
                 "KB101",
                 "error",
                 nic or server,
-                f"your SSH session arrives on {server} at {nic}, "
+                f"{who} arrives on {server} at {nic}, "
                 f"which {what} without carrying that address: you would be locked out",
                 f"give {name} address {server} with its prefix (static), "
                 f"or {'SLAAC or DHCP' if ':' in server else 'DHCP'} with hwaddress = "
@@ -78,7 +102,7 @@ def live_host(
                 "KB101",
                 "warning",
                 nic or server,
-                f"your SSH session arrives on {server} at {nic}; {caveat}",
+                f"{who} arrives on {server} at {nic}; {caveat}",
                 (f"reserve {server} for the kept MAC on the DHCPv6 server, or make it static"),
             )
 
