@@ -500,3 +500,88 @@ def test_ssh_session_on_an_existing_bridge_the_profile_readdresses_is_a_lockout(
     tmp_path: Path, bridged_already: LiveHost, bridge: str, expected: list[tuple[str, str, str]]
 ) -> None:
     assert live_findings(tmp_path, bridged_already, bridge) == expected
+
+
+EXTRA6 = "2001:db8:5163:1::5"
+
+
+@pytest.fixture(scope="module")
+def bridged_dual() -> LiveHost:
+    """A host bridged before kvmbridge, dual stack: br0 (port eth0, its MAC) holds an IPv4 address,
+    a primary and an extra IPv6 address, and its link-local one; the sessions arrive on br0."""
+    require_root()
+    require_tool("ip")
+    with Lab() as lab:
+        lab.wire([("eth0", True)])
+        lab.sh(
+            lab.host,
+            "ip link add br0 type bridge && ip link set eth0 master br0 && ip link set eth0 up && "
+            f"ip link set br0 up && ip addr add 198.51.100.2/24 dev br0 && ip route add default via {GATEWAY} && "
+            f"ip -6 addr add {HOST6_ADDRESS}/64 dev br0 nodad && ip -6 addr add {EXTRA6}/64 dev br0 nodad",
+        )
+        return lab.capture_live(lab.host)
+
+
+DUAL = (
+    'ports = ["eth0"]\nhwaddress = "eth0"\n'
+    'ipv4 = { method = "static", address = "198.51.100.2/24", gateway = "198.51.100.1" }\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("bridge", "server", "expected"),
+    [
+        (
+            DUAL + f'ipv6 = {{ method = "static", address = "{HOST6_ADDRESS}/64", extra_addresses = ["{EXTRA6}/64"] }}',
+            EXTRA6,
+            [],
+        ),
+        (DUAL + f'ipv6 = {{ method = "static", address = "{HOST6_ADDRESS}/64" }}', EXTRA6, [("KB101", "error", "br0")]),
+        (DUAL + f'ipv6 = {{ method = "static", address = "{EXTRA6}/64" }}', HOST6_ADDRESS, [("KB101", "error", "br0")]),
+        (DUAL.replace("198.51.100.2/24", "198.51.100.3/24"), "198.51.100.2", [("KB101", "error", "br0")]),
+        (DUAL, "link-local", []),
+        (
+            DUAL.replace('hwaddress = "eth0"', 'hwaddress = "52:54:00:13:0d:01"'),
+            "link-local",
+            [("KB101", "error", "br0")],
+        ),
+        (DUAL.replace('hwaddress = "eth0"\n', ""), "link-local", [("KB101", "error", "br0")]),
+    ],
+    ids=[
+        "extra-kept",
+        "extra-dropped",
+        "primary-changed",
+        "ipv4-changed",
+        "link-local-same-mac",
+        "link-local-new-mac",
+        "link-local-no-hwaddress",
+    ],
+)
+def test_ssh_session_on_the_bridge_itself_is_judged_against_the_new_profile(
+    tmp_path: Path, bridged_dual: LiveHost, bridge: str, server: str, expected: list[tuple[str, str, str]]
+) -> None:
+    """Outside review ATTACK14b F13: a session arriving on br0 (already bridged) whose address or MAC
+    the new profile drops."""
+    if server == "link-local":
+        link = next(a for a in bridged_dual.addrs if a["ifname"] == "br0")
+        local = next(i["local"] for i in link["addr_info"] if i.get("scope") == "link" and i.get("family") == "inet6")
+        server = f"{local}%br0"
+    peer = "198.51.100.77" if "." in server else "2001:db8:5163:1::77"
+    live = LiveHost(bridged_dual.links, bridged_dual.addrs, bridged_dual.routes, ssh_connection=f"{peer} 1 {server} 22")
+    assert live_findings(tmp_path, live, bridge) == expected
+
+
+def test_ssh_session_on_a_bridge_the_profile_renames_is_a_lockout(tmp_path: Path, bridged_dual: LiveHost) -> None:
+    """The profile bridges br0's port into vmbr0: br0 loses its port, the session's address is nowhere."""
+    live = LiveHost(bridged_dual.links, bridged_dual.addrs, bridged_dual.routes, ssh_connection=SSH)
+    profile = write_profile(
+        tmp_path,
+        "[sysctl]\nip_forward = false\n[bridges.vmbr0]\n" + DUAL.replace("198.51.100.2/24", "198.51.100.3/24"),
+        name="kvm01.toml",
+    )
+    report = findings(profile, make_root(tmp_path), live)
+    assert ("KB101", "error", "br0") in ids(report)
+    assert (
+        "your SSH session arrives on 198.51.100.2 at br0, whose port eth0 bridge vmbr0 takes without carrying "
+        "that address: you would be locked out"
+    ) in [f.message for f in report.findings]

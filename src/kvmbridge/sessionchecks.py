@@ -81,18 +81,25 @@ def _session(
             f"e.g. /etc/network/interfaces.d/{nic}, or bridge {nic} in the profile",
         )
     for name, bridge in profile.bridges.items():
-        if nic != name and nic not in bridge.ports:
+        # a bridge the host has under another name loses the ports this one takes: its addresses go too
+        taken = [] if nic is None or nic in profile.bridges else sorted(set(live.members(nic)) & set(bridge.ports))
+        if nic != name and nic not in bridge.ports and not taken:
             continue
-        keeps, caveat = _carries(bridge, server, live.link(nic) or {}, profile.renderer)
+        keeps, caveat = _carries(bridge, server, (live.link(nic) if nic else None) or {}, profile.renderer)
         # a host bridged already: the session may arrive on the bridge itself, which the profile readdresses
-        what = f"bridge {name} enslaves" if nic != name else f"the profile configures bridge {name}"
+        what = (
+            f"which the profile configures as bridge {name}"
+            if nic == name
+            else f"whose port {', '.join(taken)} bridge {name} takes"
+            if taken
+            else f"which bridge {name} enslaves"
+        )
         if not keeps:
             yield Finding(
                 "KB101",
                 "error",
                 nic or server,
-                f"{who} arrives on {server} at {nic}, "
-                f"which {what} without carrying that address: you would be locked out",
+                f"{who} arrives on {server} at {nic}, {what} without carrying that address: you would be locked out",
                 f"give {name} address {server} with its prefix (static), "
                 f"or {'SLAAC or DHCP' if ':' in server else 'DHCP'} with hwaddress = "
                 f'"{nic if nic != name else (live.link(nic) or {}).get("address", "its MAC")}"',
