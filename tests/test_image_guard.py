@@ -221,6 +221,11 @@ def test_auto_confirm_with_a_wrong_gateway_leaves_the_guard_to_revert(machine: M
 def test_auto_confirm_confirms_a_good_boot_by_itself_off_the_critical_path(machine: Machine, lan: Lan) -> None:
     # 2m: the check retries for up to 105s, so a slow (loaded) machine still confirms; it usually takes ~2s.
     guarded_install(machine, profile_text(), "--auto-confirm", within="2m")
+    # ATTACK10b F4c: what DefaultEnvironment= hands every unit must not reach the guard's Python
+    # (PYTHONVERBOSE would write Python's import trace to the check's journal).
+    conf = machine.root / "etc/systemd/system.conf.d/kvmbridge-test.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("[Manager]\nDefaultEnvironment=PYTHONVERBOSE=1 PYTHONPATH=/nowhere\n")
     machine.boot()
     deadline = time.monotonic() + 110
     while (machine.root / GUARD).exists() and time.monotonic() < deadline:
@@ -235,6 +240,8 @@ def test_auto_confirm_confirms_a_good_boot_by_itself_off_the_critical_path(machi
             break
         time.sleep(0.2)
     assert "the host came up as profiled; confirmed backup" in journal, journal
+    assert "zipimport" not in journal and "# code object from" not in journal, journal[:2000]
+    assert machine.run("systemctl show -P Environment", check=False).stdout.split().count("PYTHONVERBOSE=1") == 1
     assert fire_now(machine) == "no"
     chain = machine.run("systemd-analyze critical-chain --no-pager", check=False).stdout
     assert "kvmbridge" not in chain, chain  # the boot never waits for the guard or its check
