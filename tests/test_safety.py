@@ -416,6 +416,27 @@ SOURCED_LINES = [
     # the bridge's own alias or VLAN is a legitimate extra, kept by the `source` line for that
     ("auto br0:1\niface br0:1 inet static\n  address 198.51.100.9/24\n", []),
     ("iface br0.100 inet manual\n", []),
+    # interfaces(5) patterns and PHYSICAL=LOGICAL words, as ifupdown 0.8's config.c reads them (ATTACK14b F2, F3)
+    ("auto eth0=lan\niface lan inet dhcp\n", [("KB110", "error", "eth0")]),
+    ("auto br0=lan\niface lan inet dhcp\n", [("KB110", "error", "br0")]),
+    ("auto /eth*=lan\niface lan inet dhcp\n", [("KB110", "error", "eth0")]),
+    ("allow-hotplug /e?h0\n", [("KB110", "error", "eth0")]),
+    ("auto /en*=lan\niface lan inet dhcp\n", []),
+    ("auto mac/52:54:00:*=lan\niface lan inet dhcp\n", [("KB110", "warning", "br0"), ("KB110", "warning", "eth0")]),
+    ("rename /eth0=lan0\nauto lan0\niface lan0 inet dhcp\n", [("KB110", "error", "eth0")]),
+    ("rename /e*=lan0\n", [("KB110", "error", "eth0")]),
+    ("no-scripts br*\n", [("KB110", "error", "br0")]),
+    ("no-scripts [[:alpha:]]r0\n", [("KB110", "error", "br0")]),
+    ("mapping [[:alpha:]]r0\n  script /usr/local/sbin/site-map\n", [("KB110", "error", "br0")]),
+    ("mapping [^x]r0\n  script /usr/local/sbin/site-map\n", [("KB110", "error", "br0")]),
+    ("mapping [^b]r0\n  script /usr/local/sbin/site-map\n", []),
+    # another stanza taking the profile's port (ATTACK14b F4)
+    ("auto vmbr1\niface vmbr1 inet manual\n  bridge_ports eth0\n", [("KB110", "error", "eth0")]),
+    ("iface vmbr1 inet manual\n  bridge-ports eth9 eth0\n", [("KB110", "error", "eth0")]),
+    ("iface vmbr1 inet manual\n  bridge_ports all\n", [("KB110", "error", "eth0")]),
+    ("iface vmbr1 inet manual\n  bridge_ports regex et.*\n", [("KB110", "error", "eth0")]),
+    ("iface bond0 inet manual\n  bond-slaves eth0\n", [("KB110", "error", "eth0")]),
+    ("iface vmbr1 inet manual\n  bridge_ports eth9\n", []),
 ]
 
 
@@ -467,6 +488,14 @@ def test_what_ifupdown_does_with_those_lines_is_real(tmp_path: Path) -> None:
     assert not [line for line in no_scripts.splitlines() if "if-pre-up.d" in line], no_scripts
     alias = dry_run("iface eth0:1 inet static\n  address 198.51.100.9/24\n", "eth0:1")
     assert "dev eth0:1" in alias and "198.51.100.9" in alias, alias
+    # patterns as ifupdown 0.8's config.c reads them: fnmatch(3) brackets, PHYSICAL=LOGICAL (ATTACK14b F2, F3)
+    for pattern in ("[[:alpha:]]r0", "[^x]r0"):
+        mapped = dry_run(f"mapping {pattern}\n  script {script}\n\niface lan inet dhcp\n", "br0")
+        assert "br0=lan" in mapped and "bridge_ports" not in mapped, mapped
+    no_scripts = dry_run("no-scripts br*\n", "br0")
+    assert not [line for line in no_scripts.splitlines() if "if-pre-up.d" in line], no_scripts
+    logical = dry_run("auto eth0=lan\niface lan inet dhcp\n", "-a")
+    assert "eth0=lan" in logical and "dhclient" in logical, logical
 
 
 @pytest.fixture(scope="module")

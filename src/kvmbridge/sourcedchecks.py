@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 from collections.abc import Iterator
 
 from .findings import Finding
 from .formats import ifupdown2
 from .formats import interfaces as interfaces_format
-from .formats.ifupdown_sources import expand_source
+from .formats.ifupdown_sources import expand_source, python_glob
 from .model import HostProfile
 from .root import Root
 from .rootfiles import RootFiles
@@ -83,6 +84,7 @@ def _sourced_findings(
             )
         else:
             yield from _port_child(stanza, owned)
+            yield from _claims(stanza, owned)
         for address in (stanza.get("address") or "").split("\n"):
             if address and ip_value(address, mapped_as_ipv4=False) in ours and name not in owned:
                 yield Finding(
@@ -95,10 +97,14 @@ def _sourced_findings(
     yield from _mappings(parsed, owned)
     yield from _said(parsed, owned)
     named = {s.name for s in parsed.stanzas}
-    for cls, names in parsed.allow.items():
-        for name in names:
+    for cls, words in parsed.allow.items():
+        for word_text in words:
+            word = "auto" if cls == "auto" else f"allow-{cls}"
+            if "=" in word_text or "/" in word_text:
+                yield from _pattern_mark(parsed, owned, cls, word, word_text)
+                continue
+            name = word_text
             if name in owned and name not in named:
-                word = "auto" if cls == "auto" else f"allow-{cls}"
                 yield Finding(
                     "KB110",
                     "error",
@@ -140,7 +146,7 @@ def _mappings(parsed: interfaces_format.Interfaces, owned: dict[str, str]) -> It
     interface it prints instead of our stanza (ifupdown matches the patterns as shell globs)."""
     for mapping in parsed.mappings:
         for name, what in owned.items():
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in mapping.patterns):
+            if any(c_fnmatch(pattern, name) for pattern in mapping.patterns):
                 yield Finding(
                     "KB110",
                     "error",
@@ -162,9 +168,13 @@ SAID = {  # keyword: (severity, what ifupdown then does)
 def _said(parsed: interfaces_format.Interfaces, owned: dict[str, str]) -> Iterator[Finding]:
     """`no-scripts`, `no-auto-down` and `rename` lines naming an interface the profile owns."""
     for keyword, word, file, line in parsed.said:
-        names = word.split("=", 1) if keyword == "rename" else [word]
+        if keyword == "rename":  # FROM=TO, FROM a name or a pattern (config.c: rename takes patterns)
+            source, _, target = word.partition("=")
+            names = [n for n in owned if n == target or _matches(source, n) is not False]
+        else:  # no-scripts / no-auto-down words are fnmatch(3) patterns on the name
+            names = [n for n in owned if c_fnmatch(word, n)]
         severity, effect = SAID[keyword]
-        for name in dict.fromkeys(n for n in names if n in owned):
+        for name in dict.fromkeys(names):
             yield Finding(
                 "KB110",
                 severity,
@@ -173,6 +183,92 @@ def _said(parsed: interfaces_format.Interfaces, owned: dict[str, str]) -> Iterat
                 f"{effect}",
                 f"remove `{keyword} {word}` from {file}",
             )
+
+
+def c_fnmatch(pattern: str, name: str) -> bool:
+    """fnmatch(3) as ifupdown calls it (flags 0): POSIX brackets (`[[:alpha:]]`, `[^x]`) included,
+    which Python's fnmatch reads otherwise."""
+    return fnmatch.fnmatchcase(name, python_glob(pattern))
+
+
+def _matches(physical: str, name: str) -> bool | None:
+    """Whether an `auto`/`allow-`/`rename` word's physical part selects `name`: a plain name, or an
+    interfaces(5) pattern `[VARIABLE]/VALUE[/N]`. True/False for a name pattern; None ("may match")
+    when it compares a /sys attribute (`mac/...`), which only the running host can answer."""
+    if "/" not in physical:
+        return physical == name
+    variable, _, rest = physical.partition("/")
+    value, _, _nth = rest.partition("/")
+    if variable:
+        return None
+    return c_fnmatch(value, name)
+
+
+def _pattern_mark(
+    parsed: interfaces_format.Interfaces, owned: dict[str, str], cls: str, word: str, text: str
+) -> Iterator[Finding]:
+    """`auto eth0=lan`, `auto /eth*=lan`, `allow-hotplug mac/52:54:*`: ifup configures the logical
+    interface (after `=`, else the name itself) on every interface the physical part selects."""
+    physical, _, logical = text.partition("=")
+    where = parsed.marked_in(cls, text)
+    for name, what in owned.items():
+        hit = _matches(physical, name)
+        if hit is False or (hit and (logical or name) == name and "/" not in physical):
+            continue
+        how = "may select" if hit is None else "selects"
+        yield Finding(
+            "KB110",
+            "error" if hit else "warning",
+            name,
+            f"{where} (sourced by interfaces) has `{word} {text}`, which {how} this {what}: ifup -a "
+            f"configures {logical or 'it'} on it at boot",
+            f"remove `{word} {text}` from {where}, or narrow its pattern",
+        )
+
+
+CLAIMS = (
+    "bridge_ports",
+    "bridge-ports",
+    "bond-slaves",
+    "bond_slaves",
+    "bond-master",
+    "bond_master",
+    "vlan-raw-device",
+    "vlan_raw_device",
+)
+
+
+def _claims(stanza: interfaces_format.Stanza, owned: dict[str, str]) -> Iterator[Finding]:
+    """Another stanza that enslaves a port of the profile (a leftover bridge, a bond, a VLAN's raw
+    device): its `auto` comes before ours, so the port is taken and the profile's bridge boots portless."""
+    ports = {name: what for name, what in owned.items() if what != "bridge"}
+    for key in CLAIMS:
+        value = stanza.get(key)
+        if not value:
+            continue
+        words = value.split()
+        if words[:1] == ["regex"]:  # bridge-utils: regex PATTERN... (matched against every NIC)
+            claimed = [p for p in ports if any(_regex(w, p) for w in words[1:] if w != "regex")]
+        elif "all" in words:
+            claimed = list(ports)
+        else:
+            claimed = [p for p in ports if p in words]
+        for port in claimed:
+            yield Finding(
+                "KB110",
+                "error",
+                port,
+                f"{stanza.file} (sourced by interfaces) has {stanza.name} take this {ports[port]} "
+                f"(`{key} {value}`, line {stanza.line}): the port is taken before the profile's bridge",
+                f"remove the {stanza.name} stanza from {stanza.file}, or {port} from its {key}",
+            )
+
+
+def _regex(pattern: str, name: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return True  # bridge-utils' egrep would read what Python cannot: assume it may match
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
