@@ -3,6 +3,9 @@ same decision, and the pipeline itself only reads (real temporary roots, the rea
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,65 @@ def test_validate_without_root_looks_at_no_target(tmp_path: Path) -> None:
         f"{ARTICLE}: sysctl.ip_forward: bridged VM traffic is switched, not routed: IP forwarding is only needed "
         "if this host also routes (set ip_forward = false otherwise)",
     )
+
+
+def _backups_linked(root: Path) -> None:
+    (root / "var/backups").mkdir(parents=True)
+    (root.parent / "elsewhere").mkdir()
+    (root / "var/backups/kvmbridge").symlink_to(root.parent / "elsewhere")
+
+
+def _backups_a_file(root: Path) -> None:
+    (root / "var/backups").mkdir(parents=True)
+    (root / "var/backups/kvmbridge").write_text("")
+
+
+def _lock_a_fifo(root: Path) -> None:
+    (root / "var/lib/kvmbridge").mkdir(parents=True)
+    os.mkfifo(root / "var/lib/kvmbridge/lock")
+
+
+@pytest.mark.parametrize("spoil", [_backups_linked, _backups_a_file, _lock_a_fifo, "held"])
+def test_the_dry_run_refuses_where_install_would_and_json_always_prints_a_document(
+    tmp_path: Path, spoil: object
+) -> None:
+    """ATTACK11b F2: linked/non-folder backups, a FIFO lock, a lock another install holds: the dry run
+    (text and --json) refuses with install's line and exit 3, --json prints its document, no lock file is left."""
+    root = tmp_path / "root"
+    root.mkdir()
+    holder = None
+    if spoil == "held":
+        (root / "var/lib/kvmbridge").mkdir(parents=True)
+        (root / "var/lib/kvmbridge/lock").write_text("")
+        holder = os.open(root / "var/lib/kvmbridge/lock", os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        assert callable(spoil)
+        spoil(root)
+    before = snapshot(root)
+    try:
+        dry = run("install", ARTICLE, "--root", root, "--dry-run")
+        real = run("install", ARTICLE, "--root", root)
+        assert (dry.exit_code, real.exit_code) == (3, 3), dry.stdout + dry.stderr
+        assert dry.stderr == real.stderr
+        assert "nothing was changed" in real.stderr or "holds the lock" in real.stderr
+        for args in (["--dry-run", "--json"], ["--json"]):
+            result = run("install", ARTICLE, "--root", root, *args)
+            assert result.exit_code == 3
+            doc = json.loads(result.stdout)
+            assert doc["refused"] == real.stderr.splitlines() and doc["changed"] is False
+    finally:
+        if holder is not None:
+            os.close(holder)
+    assert snapshot(root) == before  # no lock file, no backup folder
+
+
+def test_install_json_prints_a_document_when_the_gate_refuses(tmp_path: Path) -> None:
+    """An armed guard is refused before any plan exists: --json still gets a document naming the refusal."""
+    root = tmp_path / "root"
+    (root / "var/lib/kvmbridge").mkdir(parents=True)
+    (root / "var/lib/kvmbridge/guard.json").write_text("{not json")
+    for args in (["--dry-run", "--json"], ["--json"]):
+        result = run("install", ARTICLE, "--root", root, *args)
+        assert result.exit_code == 3
+        assert json.loads(result.stdout)["refused"] == result.stderr.splitlines()

@@ -249,11 +249,12 @@ def install(  # noqa: PLR0917 (one parameter per click option)
     as_json: bool,
 ) -> None:
     """Back up, then write the files atomically for activation at the next boot."""
+    from .errors import RefusedError
     from .guard import refuse_if_armed
     from .install import install as run_install
     from .install import refuse_unprivileged
     from .preflight import run_preflight
-    from .views import guard_armed_lines, install_json, install_report, plan_lines
+    from .views import guard_armed_lines, install_report, plan_lines, refused_json
 
     guard_request = _guard_request(confirm_within, auto_confirm, templates)
     guards: list[Any] = []
@@ -263,21 +264,18 @@ def install(  # noqa: PLR0917 (one parameter per click option)
         refuse_if_armed(target)
         guards.append(_guard_spec(target, profile, guard_request) if guard_request else None)
 
-    pf = run_preflight(profile, templates, root, gate=gate)
+    try:
+        pf = run_preflight(profile, templates, root, gate=gate)
+    except RefusedError as exc:  # the gate's refusal: no plan yet, but --json still gets its document
+        if as_json:
+            _print_json(refused_json(root, profile, dry_run, exc.lines))
+        raise
     pf.require_valid()
     assert pf.target is not None and pf.plan is not None and pf.safety is not None
     target, safety, guard = pf.target, pf.safety, guards[0]
     refusal = pf.refusal(force)
     if as_json:  # the findings are in the document; a refusal is its line on stderr and exit 3 as ever
-        report = install_json(pf.plan, safety, root, profile, backup_id=None, guard=guard, dry_run=dry_run)
-        if refusal is not None or dry_run:
-            _print_json({**report, "refused": list(refusal.lines) if refusal is not None else []})
-            if refusal is not None:
-                raise refusal
-            return
-        result = run_install(pf.profile, pf.files, target, profile_path=profile, force=force, guard=guard)
-        backup_id = result.manifest.id if result.manifest is not None else None
-        _print_json(install_json(result.plan, safety, root, profile, backup_id=backup_id, guard=guard))
+        _install_as_json(pf, refusal, guard, force=force, dry_run=dry_run)
         return
     _print_safety(safety, notes=False)
     if refusal is not None:
@@ -302,6 +300,28 @@ def install(  # noqa: PLR0917 (one parameter per click option)
         _echo_lines(guard_armed_lines(guard, root))
 
 
+def _install_as_json(pf: Any, refusal: Any, guard: Any, *, force: bool, dry_run: bool) -> None:
+    """Every outcome, refusals included, prints one document before the exit code says the rest."""
+    from .errors import RefusedError
+    from .install import install as run_install
+    from .views import install_json
+
+    root, profile = pf.root, pf.profile_path
+    report = install_json(pf.plan, pf.safety, root, profile, backup_id=None, guard=guard, dry_run=dry_run)
+    if refusal is not None or dry_run:
+        _print_json({**report, "refused": list(refusal.lines) if refusal is not None else []})
+        if refusal is not None:
+            raise refusal
+        return
+    try:
+        result = run_install(pf.profile, pf.files, pf.target, profile_path=profile, force=force, guard=guard)
+    except RefusedError as exc:  # refused under the lock (a race since the preflight): still a document
+        _print_json({**report, "refused": list(exc.lines)})
+        raise
+    backup_id = result.manifest.id if result.manifest is not None else None
+    _print_json(install_json(result.plan, pf.safety, root, profile, backup_id=backup_id, guard=guard))
+
+
 def _guard_request(
     confirm_within: str | None, auto_confirm: bool, templates: Path | None
 ) -> tuple[int, str, bool] | None:
@@ -323,14 +343,16 @@ def _guard_request(
 
 def _guard_spec(target: Any, profile: Path, request: tuple[int, str, bool]) -> Any:
     """The guard's executable and profile copy, refused (exit 3) where it could not be trusted to run at boot."""
-    from .guard import GuardSpec
+    from .guard import GuardSpec, refuse_unreadable
     from .guardtarget import choose_executable, refuse_untrusted
     from .profile import read_profile_text
 
     executable = choose_executable(target)
     refuse_untrusted(target, executable)
     seconds, duration, auto = request
-    return GuardSpec(seconds, duration, auto, executable, profile.name, read_profile_text(profile))
+    spec = GuardSpec(seconds, duration, auto, executable, profile.name, read_profile_text(profile))
+    refuse_unreadable(spec)  # install checks it again; the dry run must refuse where install would
+    return spec
 
 
 @main.command()

@@ -22,10 +22,9 @@ from .guard import (
 from .guardfiles import EXPIRED, GUARD, GUARD_FILES
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
-from .preflight import plan_refusal
+from .preflight import area_refusal, linked_area_refusal, plan_refusal
 from .root import Interrupted, Root, sha256_of
 from .state import (
-    BACKUPS,
     LOCK,
     STATE,
     Entry,
@@ -66,12 +65,9 @@ def locked(root: Root) -> Iterator[None]:
 
 def refuse_linked_areas(root: Root) -> None:
     """Our own state and backup folders are written too: never through a link, whatever --force says."""
-    for area in (STATE, f"{BACKUPS}/ID"):
-        linked = root.symlinked_folder(area)
-        if linked is not None:
-            raise RefusedError(
-                f"{linked}: is a symlink (or not a folder); refusing to write through it; nothing was changed"
-            )
+    refusal = linked_area_refusal(root)
+    if refusal is not None:
+        raise refusal
 
 
 def install(
@@ -92,6 +88,9 @@ def install(
     plan = checked_plan(files, root, force)
     if plan.in_sync and unfinished_manifest(root, read_state(root)) is None:
         return InstallResult(plan, None)
+    refusal = area_refusal(root)  # before the lock: a refusal leaves no lock file behind
+    if refusal is not None:
+        raise refusal
     with locked(root):
         refuse_if_armed(root)
         plan = checked_plan(files, root, force)

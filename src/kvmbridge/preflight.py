@@ -19,7 +19,7 @@ from .findings import Report
 from .model import HostProfile
 from .plan import Plan, make_plan
 from .root import Root
-from .state import State, read_state
+from .state import BACKUPS, LOCK, STATE, Manifest, State, read_state, unfinished_manifest
 from .verify import Verdict
 
 
@@ -41,6 +41,7 @@ class Preflight:
     target: Root | None
     plan: Plan | None
     safety: Report | None
+    pending: Manifest | None = None
 
     @property
     def valid(self) -> bool:
@@ -58,13 +59,49 @@ class Preflight:
         and drift; `--force` lifts the safety errors, drift and a symlinked target
         itself, never a write through a linked folder.
         """
-        assert self.plan is not None and self.safety is not None
+        assert self.plan is not None and self.safety is not None and self.target is not None
         if self.safety.errors and not force:
             return RefusedError(
                 f"{self.root}: {len(self.safety.errors)} safety error(s) above; nothing was changed "
                 "(fix them, or install --force if you are sure)"
             )
-        return plan_refusal(self.plan, force)
+        refusal = plan_refusal(self.plan, force)
+        if refusal is not None or not self.writes:
+            return refusal
+        return area_refusal(self.target)
+
+    @property
+    def writes(self) -> bool:
+        """Whether install would open a transaction: a change to make, or a killed run's set to take over."""
+        assert self.plan is not None
+        return not self.plan.in_sync or self.pending is not None
+
+
+def linked_area_refusal(root: Root) -> RefusedError | None:
+    """Our own state and backup folders are written too: never through a link, whatever --force says."""
+    for area in (STATE, f"{BACKUPS}/ID"):
+        linked = root.symlinked_folder(area)
+        if linked is not None:
+            return RefusedError(
+                f"{linked}: is a symlink (or not a folder); refusing to write through it; nothing was changed"
+            )
+    return None
+
+
+def area_refusal(root: Root) -> RefusedError | None:
+    """Linked state/backup folders, then a lock someone else holds (or that is no lock file).
+
+    Only reads: the lock is probed, never made or held, so the dry run sees what install would
+    (and install itself refuses before it makes a lock file).
+    """
+    linked = linked_area_refusal(root)
+    if linked is not None:
+        return linked
+    try:
+        root.probe_lock(LOCK)
+    except RefusedError as exc:
+        return exc
+    return None
 
 
 def plan_refusal(plan: Plan, force: bool) -> RefusedError | None:
@@ -114,7 +151,8 @@ def run_preflight(
     state = read_state(target)
     safety = _safety(model, files, target, state)
     made = make_plan(files, target, state) if plan else None
-    return Preflight(profile_path, model, files, verdict, warnings, root, target, made, safety)
+    pending = unfinished_manifest(target, state)
+    return Preflight(profile_path, model, files, verdict, warnings, root, target, made, safety, pending)
 
 
 def _safety(model: HostProfile, files: RenderedSet, target: Root, state: State) -> Report:

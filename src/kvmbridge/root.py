@@ -570,6 +570,34 @@ class Root:
                 if name.startswith(".") and name.endswith(TMP_SUFFIX) and kind != "dir":
                     self.remove(f"{folder}/{name}")
 
+    def probe_lock(self, dest: str) -> None:
+        """Refuse as `lock` would, without making the file or holding it: for the dry run's decision.
+
+        A shared non-blocking flock fails only while someone holds the exclusive one.
+        """
+        path = self.path(dest)
+        try:
+            with self._parent(dest) as (dirfd, name):
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if isinstance(exc, Interrupted):
+                raise
+            where = exc.filename if exc.filename and str(exc.filename).startswith("/") else path
+            raise RefusedError(f"{where}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise RefusedError(f"{path}: the lock is not a regular file; nothing was changed")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RefusedError(
+                    f"{path}: another kvmbridge install or rollback holds the lock; try again later"
+                ) from None
+        finally:
+            os.close(fd)
+
     @contextmanager
     def lock(self, dest: str) -> Iterator[None]:
         """Hold an exclusive lock on file `dest` (made if missing); refused when someone else holds it."""

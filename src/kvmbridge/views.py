@@ -95,6 +95,21 @@ def install_json(
     }
 
 
+def refused_json(root: Path, profile: Path, dry_run: bool, refused: Sequence[str]) -> dict[str, Any]:
+    """`install --json` refused before a plan existed (privilege, an armed guard, an untrusted guard)."""
+    return {
+        "profile": str(profile),
+        "root": str(root),
+        "dry_run": dry_run,
+        "refused": list(refused),
+        "changed": False,
+        "backup_id": None,
+        "rollback": None,
+        "files": [],
+        "activate": [],
+    }
+
+
 def safety_json(report: Report | None) -> dict[str, Any]:
     if report is None:
         return {}
