@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -313,3 +314,27 @@ def test_golden_entries_that_are_not_regular_files_are_updates_not_reads(fleet: 
             assert f"  update: {path}" in lines, result.stdout
         assert "not a golden file" not in result.stdout
         assert lines[-1] == "3 profiles: 2 ok, 1 changed, 0 invalid"
+
+
+def _killed_worker(part: object, templates: object, send: object) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_worker_is_one_line_and_exit_2_not_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ATTACK11b F3: a worker SIGKILLed (as by the OOM killer) is a tool failure: one line naming the first
+    profile it held, exit 2 (the contract's error code), never 1 (= "golden trees differ", run --update)."""
+    import kvmbridge.check
+
+    hosts = tmp_path / "fleet"
+    write_fleet(hosts, 4)
+    assert run("check", hosts, "--update").exit_code == 0
+    monkeypatch.setattr(kvmbridge.check, "_work", _killed_worker)
+    for update in ((), ("--update",)):
+        before = tree(hosts)
+        result = run("check", hosts, "-j", "2", *update)
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            f"{hosts / 'host0002.toml'}: the check worker for it and the next 1 profile(s) died without an answer "
+            "(killed? out of memory?); nothing was checked or updated"
+        ]
+        assert result.stdout == "" and tree(hosts) == before

@@ -117,11 +117,14 @@ def _checked(pairs: list[Pair], templates: Path | None, workers: int) -> Iterato
             send.close()
             jobs.append((process, receive))
         answers = [_verdicts(slices[0], templates)]
-        for _, conn in jobs:
+        for (_, conn), part in zip(jobs, slices[1:], strict=True):
             try:
                 answers.append(conn.recv())
-            except EOFError:
-                raise RuntimeError("a check worker process died without an answer") from None
+            except EOFError:  # killed (OOM, SIGKILL): a tool failure, never "the golden trees differ"
+                raise KvmbridgeError(
+                    f"{part[0][0]}: the check worker for it and the next {len(part) - 1} profile(s) died "
+                    "without an answer (killed? out of memory?); nothing was checked or updated"
+                ) from None
     finally:
         for process, conn in jobs:
             if process.is_alive():
