@@ -536,3 +536,37 @@ def test_install_json_reports_the_armed_guard(tmp_path: Path) -> None:
     assert report["backup_id"] == json.loads((root / "var/lib/kvmbridge/guard.json").read_text())["backup"]
     assert (root / "etc/systemd/system/kvmbridge-guard.timer").exists()
     assert {f["path"]: f["action"] for f in report["files"]}["/etc/network/interfaces"] == "update"
+
+
+def test_a_killed_runs_set_is_work_diff_dry_run_and_install_all_name(tmp_path: Path) -> None:
+    """ATTACK11b F5: files all in place but the newest backup set never finished (an install killed before
+    its last step): diff exits 1 and names the set, the dry run says it would finish it, install finishes it
+    (a new set, exit 0) without claiming "nothing to change", and then everything is in sync."""
+    root = seed_old_host(tmp_path / "root")
+    assert run("install", ARTICLE, "--root", root).exit_code == 0
+    (killed,) = os.listdir(root / "var/backups/kvmbridge")
+    manifest = root / "var/backups/kvmbridge" / killed / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["finished"] = False  # what a kill before the last step leaves
+    manifest.write_text(json.dumps(doc))
+    before = snapshot(root)
+    line = f"backup set {killed} was left unfinished by a killed run: `kvmbridge install` would finish it"
+    diff = run("diff", ARTICLE, "--root", root)
+    assert diff.exit_code == 1 and line in diff.stdout.splitlines(), diff.stdout
+    diff_json = json.loads(run("diff", ARTICLE, "--root", root, "--json").stdout)
+    assert diff_json["in_sync"] is False and diff_json["unfinished"] == killed
+    dry = run("install", ARTICLE, "--root", root, "--dry-run")
+    assert dry.exit_code == 0
+    assert f"  would finish backup set {killed}, left unfinished by a killed run" in dry.stdout.splitlines()
+    assert "  nothing to change\n" not in dry.stdout
+    dry_json = json.loads(run("install", ARTICLE, "--root", root, "--dry-run", "--json").stdout)
+    assert dry_json["unfinished"] == killed and dry_json["refused"] == []
+    assert snapshot(root) == before
+    done = run("install", ARTICLE, "--root", root)
+    assert done.exit_code == 0
+    assert f"  finished backup set {killed}, left unfinished by a killed run" in done.stdout.splitlines()
+    assert "  nothing to change\n" not in done.stdout and "backup: " in done.stdout
+    assert len(os.listdir(root / "var/backups/kvmbridge")) == 2
+    again = run("diff", ARTICLE, "--root", root)
+    assert again.exit_code == 0 and "unfinished" not in again.stdout
+    assert "nothing to do" in run("install", ARTICLE, "--root", root).stdout

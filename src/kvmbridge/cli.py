@@ -211,13 +211,23 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
     pf.require_valid()
     assert pf.plan is not None
     plan, safety = pf.plan, pf.safety
+    unfinished = pf.pending.id if pf.pending is not None else None
+    in_sync = plan.in_sync and unfinished is None  # a killed run's set is work install still has to do
     if as_json:
         changes = [change_json(c) for c in plan.changes]
-        _print_json({**safety_json(safety), "root": str(root), "in_sync": plan.in_sync, "changes": changes})
+        _print_json(
+            {
+                **safety_json(safety),
+                "root": str(root),
+                "in_sync": in_sync,
+                "unfinished": unfinished,
+                "changes": changes,
+            }
+        )
     else:
-        _echo_lines(diff_lines(plan, root))
+        _echo_lines(diff_lines(plan, root, unfinished))
         _print_safety(safety)
-    sys.exit(0 if plan.in_sync else 1)
+    sys.exit(0 if in_sync else 1)
 
 
 @main.command()
@@ -280,8 +290,9 @@ def install(  # noqa: PLR0917 (one parameter per click option)
     _print_safety(safety, notes=False)
     if refusal is not None:
         raise refusal
+    unfinished = pf.pending.id if pf.pending is not None else None
     if dry_run:
-        _echo_lines(plan_lines(pf.plan, root))
+        _echo_lines(plan_lines(pf.plan, root, unfinished))
         click.echo(safety.summary())
         if guard is not None:
             click.echo(f"boot guard: would be armed ({guard.duration} after boot, runs {guard.executable})")
@@ -293,7 +304,7 @@ def install(  # noqa: PLR0917 (one parameter per click option)
         if guard is not None:
             click.echo("boot guard: not armed (nothing changed, nothing to guard)")
         return
-    _echo_lines(plan_lines(result.plan, root))
+    _echo_lines(plan_lines(result.plan, root, unfinished, done=True))
     click.echo(safety.summary())
     _echo_lines(install_report(result.plan, result.manifest.id, root, profile))
     if guard is not None:
@@ -307,7 +318,10 @@ def _install_as_json(pf: Any, refusal: Any, guard: Any, *, force: bool, dry_run:
     from .views import install_json
 
     root, profile = pf.root, pf.profile_path
-    report = install_json(pf.plan, pf.safety, root, profile, backup_id=None, guard=guard, dry_run=dry_run)
+    unfinished = pf.pending.id if pf.pending is not None else None
+    report = install_json(
+        pf.plan, pf.safety, root, profile, backup_id=None, guard=guard, dry_run=dry_run, unfinished=unfinished
+    )
     if refusal is not None or dry_run:
         _print_json({**report, "refused": list(refusal.lines) if refusal is not None else []})
         if refusal is not None:
@@ -319,7 +333,10 @@ def _install_as_json(pf: Any, refusal: Any, guard: Any, *, force: bool, dry_run:
         _print_json({**report, "refused": list(exc.lines)})
         raise
     backup_id = result.manifest.id if result.manifest is not None else None
-    _print_json(install_json(result.plan, pf.safety, root, profile, backup_id=backup_id, guard=guard))
+    finished = unfinished if backup_id is not None else None
+    _print_json(
+        install_json(result.plan, pf.safety, root, profile, backup_id=backup_id, guard=guard, unfinished=finished)
+    )
 
 
 def _guard_request(

@@ -33,7 +33,7 @@ def summary_lines(plan: Plan) -> list[str]:
     return [f"{c.status:<10} {line}" for c in plan.changes for line in semantic(c)]
 
 
-def diff_lines(plan: Plan, root: Path) -> Iterator[str]:
+def diff_lines(plan: Plan, root: Path, unfinished: str | None = None) -> Iterator[str]:
     for change in plan.changes:
         text = unified(change)
         if text and change.status != "equivalent":
@@ -43,7 +43,10 @@ def diff_lines(plan: Plan, root: Path) -> Iterator[str]:
         yield ""
         yield "summary:"
         yield from (f"  {line}" for line in lines)
-    yield f"{'in sync' if plan.in_sync else f'{len(plan.pending)} file(s) would change'} under {root}"
+    if unfinished is not None:
+        yield f"backup set {unfinished} was left unfinished by a killed run: `kvmbridge install` would finish it"
+    in_sync = plan.in_sync and unfinished is None
+    yield f"{'in sync' if in_sync else f'{len(plan.pending)} file(s) would change'} under {root}"
 
 
 def change_json(change: Change) -> dict[str, Any]:
@@ -70,6 +73,7 @@ def install_json(
     guard: GuardSpec | None,
     dry_run: bool = False,
     refused: Sequence[str] = (),
+    unfinished: str | None = None,
 ) -> dict[str, Any]:
     """`install --json`: what was done (or, dry run or refused, what would be), for scripts and Ansible."""
     written = backup_id is not None
@@ -79,6 +83,7 @@ def install_json(
         "root": str(root),
         "dry_run": dry_run,
         "refused": list(refused),
+        "unfinished": unfinished,
         "changed": written,
         "backup_id": backup_id,
         "rollback": f"kvmbridge rollback {backup_id}{root_flag(root)}" if written else None,
@@ -116,11 +121,14 @@ def safety_json(report: Report | None) -> dict[str, Any]:
     return {"findings": [f.as_dict() for f in report.findings], "safety_notes": list(report.notes)}
 
 
-def plan_lines(plan: Plan, root: Path) -> Iterator[str]:
+def plan_lines(plan: Plan, root: Path, unfinished: str | None = None, *, done: bool = False) -> Iterator[str]:
+    """`unfinished`: a killed run's backup set, which install takes over even when every file is in place."""
     yield f"plan for {root}:"
     yield from (f"  {line}" for line in summary_lines(plan))
+    if unfinished is not None:
+        yield f"  {'finished' if done else 'would finish'} backup set {unfinished}, left unfinished by a killed run"
     if plan.in_sync:
-        yield "  nothing to change"
+        yield "  nothing to change in the files" if unfinished is not None else "  nothing to change"
 
 
 def install_report(plan: Plan, backup_id: str, root: Path, profile: Path) -> Iterator[str]:
