@@ -97,9 +97,10 @@ MAC = st.from_regex(r"[0-9a-f][02468ace](:[0-9a-f]{2}){5}", fullmatch=True).filt
 @st.composite
 def raw_profiles(draw: st.DrawFn) -> dict[str, Any]:
     renderer = draw(st.sampled_from(RENDERER_NAMES))
-    names = draw(st.lists(IFNAME, min_size=1, max_size=8, unique=True))
+    # a bridge name takes no dot (ifupdown reads NAME.N as a VLAN), a port may: unique without dots
+    names = draw(st.lists(IFNAME, min_size=1, max_size=8, unique_by=lambda n: n.replace(".", "_")))
     n_bridges = draw(st.integers(1, max(1, len(names) // 2)))
-    bridge_names, ports = names[:n_bridges], names[n_bridges:]
+    bridge_names, ports = [n.replace(".", "_") for n in names[:n_bridges]], names[n_bridges:]
     bridges: dict[str, Any] = {}
     gateway_taken = gateway6_taken = False
     for i, name in enumerate(bridge_names):

@@ -94,6 +94,10 @@ def _check_bridge(name: str, bridge: Bridge) -> Iterator[Problem]:
     why = check_ifname(name)
     if why:
         yield keypath(*at), why
+    elif "." in name:
+        # ifupdown and ifupdown2 read NAME.N as a VLAN of NAME (ifupdown2 fails the boot, ifupdown
+        # makes a VLAN of another bridge or nothing); a port may be one, the bridge itself cannot
+        yield keypath(*at), f"{name!r}: a bridge name must not contain '.' (ifupdown reads NAME.N as a VLAN of NAME)"
     seen: set[str] = set()
     for i, port in enumerate(bridge.ports):
         why = check_ifname(port)
