@@ -28,7 +28,7 @@ FAILING = [
     ("bridge-name-space", profile(name='"br 0"'), "bridges.\"br 0\": 'br 0' is not a valid interface name"),
     (
         "bridge-name-with-a-dot",  # ifupdown2: "rawdevice br not present"; ifupdown makes br.5 a VLAN of br
-        profile(name='"br.5"', extra='[bridges.br0]\n'),
+        profile(name='"br.5"', extra="[bridges.br0]\n"),
         "bridges.\"br.5\": 'br.5': a bridge name must not contain '.' (ifupdown reads NAME.N as a VLAN of NAME)",
     ),
     ("port-leading-dash", profile('ports = ["-eth0"]'), "bridges.br0.ports[0]: '-eth0' must not start with '-'"),

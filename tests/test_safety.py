@@ -614,3 +614,33 @@ def test_ssh_session_on_a_bridge_the_profile_renames_is_a_lockout(tmp_path: Path
         "your SSH session arrives on 198.51.100.2 at br0, whose port eth0 bridge vmbr0 takes without carrying "
         "that address: you would be locked out"
     ) in [f.message for f in report.findings]
+
+
+def test_ifupdown_patterns_select_the_port_for_real(tmp_path: Path) -> None:
+    """interfaces(5) patterns match the NICs under /sys/class/net, so the real ifup -n -a runs in a
+    namespace holding eth0: `auto /eth*=lan` configures lan on eth0, `rename /eth0=lan0` renames the
+    port before br0 is built (ATTACK14b F2; KB110 flags both above)."""
+    require_root()
+    ifup = require_tool("ifup")
+    tree = tmp_path / "tree"
+    assert run("render", ARTICLE, "-o", tree).exit_code == 0
+    site = tmp_path / "site"
+    interfaces = tmp_path / "interfaces"
+    interfaces.write_text(
+        (tree / "etc/network/interfaces").read_text().replace("source /etc/network/interfaces.d/*", f"source {site}")
+    )
+    with Lab() as lab:
+        lab.wire([("eth0", True)])
+
+        def dry_run(text: str) -> str:
+            site.write_text(text)
+            state = tmp_path / "state"
+            state.mkdir(exist_ok=True)
+            result = lab.sh(lab.host, f"{ifup} -n -v -a --state-dir {state} -i {interfaces} 2>&1", check=False)
+            return result.stdout
+
+        logical = dry_run("auto /eth*=lan\niface lan inet dhcp\n")
+        assert "eth0=lan" in logical and "dhclient" in logical, logical
+        renamed = dry_run("rename /eth0=lan0\n")
+        assert "ip link set eth0 name lan0" in renamed, renamed
+        assert "=lan" not in dry_run("auto /en*=lan\niface lan inet dhcp\n")
