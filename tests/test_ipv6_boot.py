@@ -106,3 +106,19 @@ def test_with_stp_the_first_ipv6_stanza_waits_out_listening_and_learning_and_ext
         assert sorted(found) == sorted(wanted), found
         assert not [a for a in found.values() if a.get("tentative") or a.get("dadfailed")], found
         assert lab.wait_ping(lab.host, GATEWAY6)
+
+
+def test_with_stp_dhcpv6_waits_out_listening_and_learning_for_its_link_local_address(tmp_path: Path) -> None:
+    """The same STP trap for `inet6 dhcp`: ifupdown waits 60 x 0.1 s for a non-tentative link-local
+    address before dhclient -6 (wait-for-ll6.sh), then fails br0 without a lease. The rendered
+    ll-attempts covers 2 x forward_delay."""
+    path = tmp_path / "kvm6.toml"
+    path.write_text(
+        'hostname = "kvm6"\n[bridges.br0]\nports = ["eth0"]\nhwaddress = "eth0"\nstp = true\nforward_delay = 4\n'
+        'ipv4 = { method = "manual" }\nipv6 = { method = "dhcp" }\n'
+    )
+    profile = load_profile(path)
+    root = tmp_path / "root"
+    render_tree(profile, root)
+    facts = boot(profile, root)  # asserts ifup -a succeeded, a DHCPv6 lease, the RA default route, pings
+    assert str(facts["ipv6"]).startswith(LAN6_PREFIX + ":")

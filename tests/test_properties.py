@@ -201,8 +201,11 @@ def expected_interfaces(p: HostProfile) -> dict[str, Any]:
         ifaces[f"{name} inet"] = {"method": b.ipv4.method, "options": opts}
         if b.ipv6 is not None:
             v6: dict[str, Any] = {k: getattr(b.ipv6, k) for k in ("address", "gateway") if getattr(b.ipv6, k)}
-            if p.renderer == "ifupdown" and b.ipv6.method == "static" and b.stp:
-                v6["dad-attempts"] = str((2 * b.forward_delay + 6) * 10)  # waits out STP listening + learning
+            if p.renderer == "ifupdown" and b.ipv6.method in ("static", "dhcp") and b.stp:
+                # waits out STP listening + learning: DAD of the address, or the link-local one for dhclient
+                v6[{"static": "dad-attempts", "dhcp": "ll-attempts"}[b.ipv6.method]] = str(
+                    (2 * b.forward_delay + 6) * 10
+                )
             if b.ipv6.dns:
                 v6["dns-nameservers"] = " ".join(b.ipv6.dns)
             if b.ipv6.accept_ra is not None:
