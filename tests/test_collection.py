@@ -169,3 +169,93 @@ def test_install_module_reports_what_install_json_did_on_a_local_root(tmp_path: 
     (again,) = done["again"]
     assert again["changed"] is False and again["backup_id"] is None
     assert {f["action"] for f in again["files"]} == {"none"}
+
+
+def _playbook(tmp_path: Path, tasks: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "site.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    return subprocess.run(
+        [
+            tool("ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(tmp_path / "site.yml"),
+        ],
+        env={**env(), "HOME": str(tmp_path), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_install_module_check_mode_fails_where_install_would_and_takes_over_a_killed_run(tmp_path: Path) -> None:
+    """ATTACK11b F4/F5: check mode is `install --dry-run --json`: a drifted root and a linked backups folder
+    fail in check mode with install's own line (not changed=true); a root whose newest backup set a killed
+    run left unfinished is work: check mode says changed, and the real task runs install, which finishes it."""
+    drifted = seed_old_host(tmp_path / "drifted")
+    killed = seed_old_host(tmp_path / "killed")
+    linked = seed_old_host(tmp_path / "linked")
+    for root in (drifted, killed):
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "kvmbridge"),
+                "install",
+                str(GOLDEN / "article.toml"),
+                "--root",
+                str(root),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    with (drifted / "etc/sysctl.d/ip_forward.conf").open("a") as handle:
+        handle.write("# an admin's edit\n")
+    (set_id,) = os.listdir(killed / "var/backups/kvmbridge")
+    manifest = killed / "var/backups/kvmbridge" / set_id / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "finished": False}))
+    (linked / "var/backups").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "elsewhere").mkdir()
+    (linked / "var/backups/kvmbridge").symlink_to(tmp_path / "elsewhere")
+    before = {root: snapshot(root) for root in (drifted, killed, linked)}
+    out = tmp_path / "results.json"
+    install = {
+        "profile": str(GOLDEN / "article.toml"),
+        "root": "{{ item }}",
+        "executable": str(Path(sys.executable).parent / "kvmbridge"),
+    }
+    result = _playbook(
+        tmp_path,
+        [
+            {
+                "name": "plan",
+                "kvmbridge.fleet.install": install,
+                "check_mode": True,
+                "loop": [str(drifted), str(linked), str(killed)],
+                "register": "planned",
+                "ignore_errors": True,
+            },
+            {"name": "apply", "kvmbridge.fleet.install": install, "loop": [str(killed)], "register": "applied"},
+            {
+                "name": "keep",
+                "ansible.builtin.copy": {
+                    "content": "{{ {'planned': planned.results, 'applied': applied.results} | to_json }}",
+                    "dest": str(out),
+                    "mode": "0600",
+                },
+            },
+        ],
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    done = json.loads(out.read_text())
+    drift, link, pending = done["planned"]
+    assert drift["failed"] is True
+    assert drift["msg"] == f"{drifted}/etc/sysctl.d/ip_forward.conf: changed since kvmbridge wrote it (drift)"
+    assert link["failed"] is True and link["msg"].startswith(f"{linked}/var/backups/kvmbridge: is a symlink")
+    assert pending.get("failed") is not True and pending["changed"] is True and pending["backup_id"] is None
+    assert snapshot(drifted) == before[drifted] and snapshot(linked) == before[linked]
+    (applied,) = done["applied"]
+    assert applied["changed"] is True and applied["backup_id"] not in (None, set_id)
+    assert sorted(os.listdir(killed / "var/backups/kvmbridge")) == sorted([set_id, applied["backup_id"]])

@@ -14,11 +14,15 @@ description:
     the udev rule, libvirt network XML) on the managed host and installs it with C(kvmbridge install) for activation
     at the next boot, with backups, atomic writes and, optionally, a boot guard.
   - The profile is a file on the controller; the action plugin reads it and sends its text.
-  - Runs C(kvmbridge diff --json) first. Nothing to change means no install at all, so a second run reports
-    C(changed=false) and arms no guard. Otherwise runs C(kvmbridge install --json) and returns what it reports.
+  - Runs C(kvmbridge install --dry-run --json) first, with the same options as the install; it refuses exactly
+    where the install would (drift, a blocked target, an armed guard, a lock held, linked backup folders), and
+    the host fails with the refusal's first line. Nothing to change (and no backup set left unfinished by a killed
+    run) means no install at all, so a second run reports C(changed=false) and arms no guard. Otherwise runs
+    C(kvmbridge install --json) and returns what it reports.
   - Safety findings of severity C(warning) become Ansible warnings; the first C(error) finding fails the host
     (C(msg) is that finding's line) unless O(force=true).
-  - In check mode nothing is written; C(changed) says whether an install would change a file.
+  - In check mode nothing is written; C(changed) says whether an install would change a file (or finish a
+    killed run's backup set); a run the install would refuse fails in check mode too.
   - In diff mode each file that would change is returned before/after, as M(ansible.builtin.template) does.
 author:
   - kvmbridge developers (@kvmbridge)
@@ -47,7 +51,7 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Runs the plan (C(kvmbridge diff)); nothing is written.
+    description: Runs the plan (C(kvmbridge install --dry-run)); nothing is written.
   diff_mode:
     support: full
     description: Returns each file that would change, before and after.
@@ -103,7 +107,7 @@ files:
       elements: str
       sample: ["etc/network/interfaces: eth0 inet method static -> manual"]
 findings:
-  description: Safety findings against the target (C(kvmbridge diff --json)).
+  description: Safety findings against the target (C(kvmbridge install --dry-run --json)).
   returned: always
   type: list
   elements: dict
@@ -156,8 +160,6 @@ from ansible_collections.kvmbridge.fleet.plugins.module_utils.kvmbridge import (
     run_json,
 )
 
-WRITES = ("create", "update", "drift", "remove")
-
 
 def finding_line(finding):
     return "{severity}: {id} {subject}: {message} (fix: {fix})".format(**finding)
@@ -199,8 +201,10 @@ def file_entry(change):
     return {k: change.get(k) for k in ("path", "status", "action", "blocked", "summary")}
 
 
-def install_args(params, path):
+def install_args(params, path, dry_run=False):
     args = ["install", path, "--root", params["root"]]
+    if dry_run:
+        args.append("--dry-run")
     if params["force"]:
         args.append("--force")
     if params["confirm_within"]:
@@ -225,13 +229,14 @@ def main():
     if params["auto_confirm"] and not params["confirm_within"]:
         module.fail_json(msg="auto_confirm: needs confirm_within (the guard it would confirm)")
     with ProfileFile(module) as profile:
-        _rc, plan = run_json(module, ["diff", profile.path, "--root", params["root"]], ok_codes=(0, 1))
-        changes = plan.get("changes", [])
+        # The dry run takes the install's own options and decision: check mode fails where install would.
+        _rc, plan = run_json(module, install_args(params, profile.path, dry_run=True), ok_codes=(0, 3))
+        changes = plan.get("files", [])
         findings = [{**f, "line": finding_line(f)} for f in plan.get("findings", [])]
         result = {
             "changed": False,
             "backup_id": None,
-            "files": [file_entry({**c, "action": c["status"] if c["status"] in WRITES else "none"}) for c in changes],
+            "files": [file_entry(c) for c in changes],
             "findings": findings,
             "guard": {
                 "armed": False,
@@ -248,11 +253,16 @@ def main():
         errors = [f for f in findings if f["severity"] == "error"]
         if errors and not params["force"]:
             module.fail_json(msg=errors[0]["line"], **result)
-        pending = [c for c in changes if c["status"] in WRITES]
+        refused = plan.get("refused") or []
+        if refused:
+            module.fail_json(msg=refused[0], **result)
+        pending = [c for c in changes if c.get("action", "none") != "none"]
         if module._diff and pending:
             result["diff"] = file_diffs(module, profile, params["root"], pending)
-        if not pending or module.check_mode:
-            result["changed"] = bool(pending)
+        # A killed run's unfinished set is work too: install takes it over (new set, state, rollback chain).
+        work = bool(pending) or bool(plan.get("unfinished"))
+        if not work or module.check_mode:
+            result["changed"] = work
             module.exit_json(**result)
         _rc, done = run_json(module, install_args(params, profile.path), ok_codes=(0,), result=result)
         guard = done.get("guard") or {}
