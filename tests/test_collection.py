@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import GOLDEN, REPO
 from .roots import seed_old_host, snapshot
@@ -259,3 +263,74 @@ def test_install_module_check_mode_fails_where_install_would_and_takes_over_a_ki
     (applied,) = done["applied"]
     assert applied["changed"] is True and applied["backup_id"] not in (None, set_id)
     assert sorted(os.listdir(killed / "var/backups/kvmbridge")) == sorted([set_id, applied["backup_id"]])
+
+
+def _demo_wheel(folder: Path, value: int) -> Path:
+    """demopkg 1.0 whose module says VALUE=value: two builds of one version share one file name."""
+    files = {
+        "demopkg.py": f"VALUE={value}\n".encode(),
+        "demopkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demopkg\nVersion: 1.0\n",
+        "demopkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: x\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+        for name, data in files.items()
+    )
+    files["demopkg-1.0.dist-info/RECORD"] = (record + "demopkg-1.0.dist-info/RECORD,,\n").encode()
+    wheel = folder / "demopkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return wheel
+
+
+def test_the_role_trusts_what_the_venv_holds_not_its_record(tmp_path: Path) -> None:
+    """ATTACK11b F1: a run killed between "Copy the wheels" and pip left the new wheel beside the old install;
+    pip's version check ("already satisfied") kept the old code and the role recorded the new digest. Now the
+    skip rests on venv_holds_wheel.py (every RECORD file hashed where pip put it) and pip always reinstalls."""
+    script = COLLECTION / "roles/host/files/venv_holds_wheel.py"
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    wheels.mkdir()
+
+    def holds(wheel: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                f"import sys; sys.path.insert(0, {str(site)!r}); "
+                f"sys.argv = ['x', {str(wheel)!r}]; exec(open({str(script)!r}).read())",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index", "--no-deps"]
+    assert holds(_demo_wheel(wheels, 1)).stdout == "demopkg: not installed\n"
+    subprocess.run([*pip, "--target", str(site), str(wheels / "demopkg-1.0-py3-none-any.whl")], check=True)
+    assert holds(wheels / "demopkg-1.0-py3-none-any.whl").returncode == 0
+    rebuilt = _demo_wheel(wheels, 2)  # what the killed run copied
+    stale = holds(rebuilt)
+    assert (
+        stale.returncode == 1
+        and stale.stdout == "demopkg.py: the installed file differs from demopkg-1.0-py3-none-any.whl\n"
+    )
+    subprocess.run([*pip, "--target", str(site), "--upgrade", "--force-reinstall", str(rebuilt)], check=True)
+    assert holds(rebuilt).returncode == 0
+    (site / "demopkg.py").write_text("VALUE=3\n")  # an admin's edit, a restored /opt: the record would not know
+    assert holds(rebuilt).returncode == 1
+    (site / "demopkg.py").unlink()
+    assert holds(rebuilt).stdout == "demopkg.py: missing from the installed demopkg\n"
+
+    tasks = {t["name"]: t for t in yaml.safe_load((COLLECTION / "roles/host/tasks/main.yml").read_text())}
+    names = list(tasks)
+    pip_task = tasks["Install kvmbridge into the venv from the copied wheels only (no package index)"]
+    assert "--force-reinstall" in pip_task["ansible.builtin.command"]["argv"]
+    check = tasks["Check that the venv holds the recorded kvmbridge wheel"]
+    assert check["ansible.builtin.script"]["executable"] == "{{ host_venv }}/bin/python"
+    assert (
+        "host_venv_check.rc"
+        in tasks["Decide whether the venv needs the wheels again"]["ansible.builtin.set_fact"]["host_venv_current"]
+    )
+    assert names.index("Record which wheels the venv was installed from") == names.index(pip_task["name"]) + 1
