@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import require_root, require_tool, write_profile
+from .leftovers import owned_dir, remove_owned_dir
 from .netns import GATEWAY, HOST6_ADDRESS, Lab
 
 HOST = "198.51.100.2"
@@ -127,3 +129,22 @@ def test_a_bridge_that_keeps_every_session_address_is_quiet(tmp_path: Path, sess
     )
     result = in_host(lab, sys.executable, "-m", "kvmbridge", "validate", str(profile), "--root", "/", "--json")
     assert [f for f in json.loads(result.stdout)["findings"] if f["id"] == "KB101"] == [], result.stdout
+
+
+def test_a_user_who_cannot_see_sshd_is_told_so(tmp_path: Path, sessions_host: tuple[Lab, str]) -> None:
+    """Without root, ss -p shows no other user's process: the sessions cannot be found, and the
+    report says so instead of passing in silence."""
+    lab, _ = sessions_host
+    folder = owned_dir(Path(tempfile.gettempdir()), "kvmbridge-nobody-")  # tmp_path is root's alone
+    try:
+        folder.chmod(0o755)
+        profile = write_profile(folder, '[bridges.br0]\nports = ["eth0"]\nipv4 = { method = "dhcp" }\n')
+        profile.chmod(0o644)
+        as_nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m")
+        result = in_host(lab, *as_nobody, "kvmbridge", "validate", str(profile), "--root", "/", "--json")
+    finally:
+        remove_owned_dir(folder)
+    report = json.loads(result.stdout)
+    assert "findings" in report, (result.stdout, result.stderr)
+    assert not [f for f in report["findings"] if f["id"] == "KB101"]
+    assert any("not root, so ss cannot see" in note for note in report["safety_notes"]), report

@@ -37,6 +37,8 @@ class LiveHost:
     ipv6_conf: dict[str, dict[str, str]] = field(default_factory=dict)
     # every established session on a port sshd listens on, as SSH_CONNECTION spells one: sudo drops that variable
     ssh_sessions: tuple[str, ...] = ()
+    # why ssh_sessions may be incomplete (a note for the report), None when it is not
+    sessions_note: str | None = None
 
     def link_names(self) -> set[str]:
         return {link["ifname"] for link in self.links}
@@ -89,6 +91,9 @@ def read_live_host() -> LiveHost:
         routes6=ip_json("-6", "route", "show"),
         ipv6_conf=read_ipv6_conf(["all", *(str(link["ifname"]) for link in links)]),
         ssh_sessions=read_ssh_sessions(),
+        sessions_note=None
+        if os.geteuid() == 0
+        else "SSH sessions: not root, so ss cannot see which sockets are sshd's; only $SSH_CONNECTION was checked",
     )
 
 

@@ -54,6 +54,8 @@ def check_target(profile: HostProfile, files: RenderedSet, root: Root, state: St
     else:
         dialect = _dialect(profile, packages)
         findings += live_host(profile, live, lambda nic: dropped_stanza(profile, files, root, dialect, nic))
+        if live.sessions_note:
+            notes.append(live.sessions_note)
     return Report(tuple(findings), tuple(notes))
 
 
