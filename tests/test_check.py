@@ -338,3 +338,39 @@ def test_a_killed_worker_is_one_line_and_exit_2_not_drift(tmp_path: Path, monkey
             "(killed? out of memory?); nothing was checked or updated"
         ]
         assert result.stdout == "" and tree(hosts) == before
+
+
+def test_a_newline_in_a_profile_or_golden_file_name_cannot_forge_a_verdict_line(fleet: Path) -> None:
+    """ATTACK11b F8: check's text names every path as one printable line (repr when it is not printable)."""
+    forged = fleet / "x\nok      fake.toml"
+    forged.write_text("garbage=[\n")
+    (fleet / "article/etc/x\nok      extra").write_text("stray\n")
+    result = run("check", fleet)
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    assert "ok      fake.toml" not in lines and "ok      extra" not in lines, result.stdout
+    assert f"invalid {str(forged)!r}" in lines
+    assert f"  remove: {'etc/x' + chr(10) + 'ok      extra'!r}" in lines
+    assert all(line.isprintable() for line in lines)
+
+
+def test_one_profile_named_twice_is_checked_once_and_one_tree_through_a_link_is_refused(tmp_path: Path) -> None:
+    """ATTACK11b F7: `a/x.toml a/../a/x.toml` is one profile (one verdict, one update); two profiles whose
+    golden trees are one folder reached through a link are refused before anything is written."""
+    folder = tmp_path / "a"
+    folder.mkdir()
+    shutil.copy(GOLDEN / "article.toml", folder / "x.toml")
+    result = run("check", folder / "x.toml", tmp_path / "a/../a/x.toml", "--update")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "1 profiles: 0 ok, 1 updated, 0 invalid"
+    (tmp_path / "b").mkdir()
+    shutil.copy(GOLDEN / "article.toml", tmp_path / "b/x.toml")
+    (tmp_path / "b/x").symlink_to(folder / "x")  # b/x.toml's golden tree is a/x under another name
+    before = tree(tmp_path)
+    shared = run("check", folder / "x.toml", tmp_path / "b/x.toml", "--update")
+    assert shared.exit_code == 2
+    assert (
+        shared.stderr
+        == f"{tmp_path / 'b/x.toml'}: shares its golden tree {tmp_path / 'b/x'} with {folder / 'x.toml'}; rename one of them\n"
+    )
+    assert tree(tmp_path) == before

@@ -53,7 +53,11 @@ def expand_profiles(args: Iterable[str]) -> list[Path]:
             found.extend(matches)
         else:
             found.append(path)  # reported as invalid: no such file
-    unique = list(dict.fromkeys(found))
+    # One file named twice (`a/x.toml a/../a/x.toml`, a linked folder) is checked, counted and updated once.
+    first: dict[str, Path] = {}
+    for path in found:
+        first.setdefault(os.path.realpath(path), path)
+    unique = list(first.values())
     if not unique:
         raise UsageError(f"{' '.join(args)}: no *.toml profiles found")
     return unique
@@ -76,13 +80,14 @@ def check_fleet(
     profiles to pay for them). Verdicts keep only what the views and `--update`
     need, so memory grows with the changes, not with the fleet's rendered files.
     """
-    owners: dict[Path, Path] = {}
+    owners: dict[str, Pair] = {}
     for profile in profiles:
         tree = golden_dir(profile, golden)
-        if tree in owners:
-            raise UsageError(f"{profile}: shares its golden tree {tree} with {owners[tree]}; rename one of them")
-        owners[tree] = profile
-    pairs = [(profile, tree) for tree, profile in owners.items()]
+        real = os.path.realpath(tree)  # the same folder reached through `..` or a link is still one tree
+        if real in owners:
+            raise UsageError(f"{profile}: shares its golden tree {tree} with {owners[real][0]}; rename one of them")
+        owners[real] = (profile, tree)
+    pairs = list(owners.values())
     return list(_checked(pairs, templates, worker_count(len(pairs), jobs)))
 
 

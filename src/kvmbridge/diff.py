@@ -6,6 +6,7 @@ import difflib
 from typing import Any
 
 from .plan import Change, format_for, parse_or_none
+from .profile import path_label
 
 
 def _lines(data: bytes | None, link: str | None) -> list[str]:
@@ -20,7 +21,7 @@ def unified(change: Change) -> str:
     """A git-style diff; new files come from /dev/null, removed ones go to it."""
     if not change.writes and change.status != "equivalent":
         return ""
-    rel = change.path.lstrip("/")
+    rel = path_label(change.path.lstrip("/"))  # a stray golden file's name must not add a line
     old = _lines(change.old.data, change.old.link) if change.old.kind != "missing" else []
     new = _lines(change.new.data, change.new.link) if change.new is not None else []
     before = "/dev/null" if change.old.kind == "missing" else f"a/{rel}"
@@ -33,7 +34,7 @@ def unified(change: Change) -> str:
 
 def semantic(change: Change) -> list[str]:
     """What a change means, computed with deepdiff over the parsed files."""
-    rel = change.path.lstrip("/")
+    rel = path_label(change.path.lstrip("/"))
     if change.status == "create":
         return [f"new file {rel}"]
     if change.new is None:

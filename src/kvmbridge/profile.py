@@ -31,10 +31,13 @@ def load_profile(path: Path) -> HostProfile:
     return parse_profile(read_profile_text(path), _label(path), default_hostname=path.stem, source_name=path.name)
 
 
-def _label(path: Path) -> str:
+def path_label(path: Path | str) -> str:
     """The file as messages name it: a newline in a file name must not split an error line."""
     text = str(path)
     return text if text.isprintable() else repr(text)
+
+
+_label = path_label
 
 
 PROFILE_LIMIT = 1 << 20  # a host profile is a few KiB; a device or a 50 GB sparse file is refused, not read

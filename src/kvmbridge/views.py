@@ -277,20 +277,26 @@ def check_counts(results: Sequence[HostCheck]) -> dict[str, int]:
 
 def check_lines(results: Sequence[HostCheck], updated: bool) -> Iterator[str]:
     """One line per host; a changed one lists each file as a plan would (create, update, remove) with its
-    meaning and diff: what `--update` does to the golden tree, as `diff` says what `install` does to a root."""
+    meaning and diff: what `--update` does to the golden tree, as `diff` says what `install` does to a root.
+
+    Paths are labelled (repr when not printable): a newline in a profile's or a golden file's name
+    must not forge a verdict line in a CI log."""
+    from .profile import path_label
+
     for r in results:
+        profile = path_label(r.profile)
         if r.status == "invalid":
-            yield f"invalid {r.profile}"
+            yield f"invalid {profile}"
             yield from (f"  {line}" for line in r.errors)
         elif r.status == "changed":
             verb = "updated" if updated else "changed"
-            yield f"{verb:<7} {r.profile} ({len(r.changes)} file(s) differ from {r.golden})"
+            yield f"{verb:<7} {profile} ({len(r.changes)} file(s) differ from {path_label(r.golden)})"
             for change in () if updated else r.changes:
-                yield f"  {change.status}: {change.path.lstrip('/')}"
+                yield f"  {change.status}: {path_label(change.path.lstrip('/'))}"
                 yield from (f"    {line}" for line in semantic(change))
                 yield from unified(change).splitlines()
         else:
-            yield f"ok      {r.profile}"
+            yield f"ok      {profile}"
     counts = check_counts(results)
     changed = f"{counts['changed']} {'updated' if updated else 'changed'}"
     yield f"{len(results)} profiles: {counts['ok']} ok, {changed}, {counts['invalid']} invalid"
