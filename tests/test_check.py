@@ -278,19 +278,48 @@ def test_parallel_check_prints_and_exits_exactly_as_the_serial_one(tmp_path: Pat
         assert got == outputs["1", fmt], (jobs, fmt)
 
 
-def test_an_error_in_a_worker_is_reported_like_the_serial_one(tmp_path: Path) -> None:
-    """A golden file too big to read stops the check with the same line and exit code, serial or not."""
+def test_an_error_in_a_worker_is_reported_like_the_serial_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error raised while checking one profile stops the check with the same line and exit code, serial or not."""
+    import kvmbridge.check
+    from kvmbridge.errors import KvmbridgeError
+
     hosts = tmp_path / "fleet"
     write_fleet(hosts, 40)
     assert run("check", hosts, "--update").exit_code == 0
-    huge = hosts / "host0031/etc/network/interfaces"
-    with huge.open("r+b") as stream:
-        stream.truncate(9 << 20)  # sparse: past Root's read limit without writing 9 MiB
+    real = kvmbridge.check.check_profile
+
+    def failing(profile: Path, tree: Path, templates: Path | None) -> kvmbridge.check.HostCheck:
+        if profile.name == "host0031.toml":
+            raise KvmbridgeError(f"{tree}: cannot read: Input/output error")
+        return real(profile, tree, templates)
+
+    monkeypatch.setattr(kvmbridge.check, "check_profile", failing)
     serial, parallel = run("check", hosts, "-j", "1"), run("check", hosts, "-j", "2")
     assert serial.exit_code == parallel.exit_code == 2
-    assert serial.stderr == parallel.stderr
-    assert serial.stderr.startswith(str(huge)), serial.stderr
+    assert serial.stderr == parallel.stderr == f"{hosts / 'host0031'}: cannot read: Input/output error\n"
     assert parallel.stdout == serial.stdout == ""
+
+
+def test_an_oversized_golden_file_is_that_profiles_update_and_update_removes_it(tmp_path: Path) -> None:
+    """ATTACK11b F6: a stray 9 MiB file in one golden tree (and one in place of a rendered file) is listed, never
+    read: that profile is `changed` (remove / update), the rest of the fleet still gets its verdicts, serial and
+    parallel alike, and `--update` removes or replaces it."""
+    hosts = tmp_path / "fleet"
+    write_fleet(hosts, 40)
+    assert run("check", hosts, "--update").exit_code == 0
+    stray, inplace = hosts / "host0031/etc/extra.tar", hosts / "host0032/etc/network/interfaces"
+    for path in (stray, inplace):
+        with path.open("wb") as stream:
+            stream.truncate(9 << 20)  # sparse: past Root's read limit without writing 9 MiB
+    serial, parallel = run("check", hosts, "-j", "1"), run("check", hosts, "-j", "2")
+    assert serial.exit_code == parallel.exit_code == 1, serial.stderr
+    assert serial.stdout == parallel.stdout and serial.stderr == parallel.stderr == ""
+    lines = serial.stdout.splitlines()
+    assert "  remove: etc/extra.tar" in lines and "  update: etc/network/interfaces" in lines
+    assert lines[-1] == "40 profiles: 38 ok, 2 changed, 0 invalid"
+    assert run("check", hosts, "--update", "-j", "2").exit_code == 0
+    assert not stray.exists() and inplace.stat().st_size < 4096
+    assert run("check", hosts).exit_code == 0
 
 
 def test_golden_entries_that_are_not_regular_files_are_updates_not_reads(fleet: Path, tmp_path: Path) -> None:

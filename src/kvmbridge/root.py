@@ -265,6 +265,9 @@ class Root:
     def snapshot(self, limit: int = MAX_READ) -> dict[str, OnDisk]:
         """Every non-folder entry of the whole root as `read` sees it, in `listdir` order (folders in place).
 
+        A file past `limit` is listed as kind "other", not read: a fleet check must still say what
+        to do with it (remove or replace) rather than stop.
+
         One descriptor per folder, each opened from its parent without following
         a link: a fleet check reads thousands of golden trees this way.
         """
@@ -296,11 +299,17 @@ class Root:
                         continue
                     except _NotRegular:
                         pass
+                    except TooLarge:  # listed, not read: an extra one is a removal, one in place an update
+                        out[dest] = OnDisk("other")
+                        continue
                     except FileNotFoundError:
                         out[dest] = OnDisk("missing")
                         continue
                 if not is_dir:
-                    out[dest] = self._read_at(fd, name, dest, limit)
+                    try:
+                        out[dest] = self._read_at(fd, name, dest, limit)
+                    except TooLarge:
+                        out[dest] = OnDisk("other")
                     continue
                 try:
                     child = os.open(name, _DIR_FLAGS, dir_fd=fd)
@@ -666,6 +675,10 @@ def _finish(fd: int, mode: int, uid: int | None, gid: int | None, *, mtime_ns: i
         os.utime(fd, ns=(mtime_ns, mtime_ns))
 
 
+class TooLarge(KvmbridgeError):
+    """A regular file past the read limit: an error for what must be read, an entry for a tree's listing."""
+
+
 class _NotRegular(KvmbridgeError):
     """A name listed as a regular file was not one when opened (a link or a FIFO swapped in)."""
 
@@ -693,7 +706,7 @@ def _read_regular_stat(
         if not stat.S_ISREG(st.st_mode):
             raise _NotRegular(f"{label()}: is not a regular file (a FIFO, socket or device)")
         if st.st_size > limit:
-            raise KvmbridgeError(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
+            raise TooLarge(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
         # Read until end of file (a FUSE or network file system may return short reads before it), asking
         # for the announced size plus one byte first: a file that did not change is one read and one EOF.
         chunks, size, want = [], 0, min(st.st_size, limit) + 1
@@ -705,7 +718,7 @@ def _read_regular_stat(
             size += len(chunk)
             want = min(1 << 20, limit + 1 - size)
         if size > limit:
-            raise KvmbridgeError(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
+            raise TooLarge(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
         return b"".join(chunks), st
     finally:
         os.close(fd)
