@@ -118,3 +118,16 @@ class KillingRoot(Root):
         self.log.append(f"{what} {path}")
         if len(self.log) == self.kill_at:
             raise Killed(what, str(path))
+
+
+def after_rule_findings(stderr: str, *ids: str) -> str:
+    """stderr past the profile rules' warnings, which install, diff and validate print first.
+
+    `ids` are exactly the ones expected in order (the article's profile: KB206, its `ip_forward = true`),
+    each a `warning: KB2xx` line; the caller then asserts what follows as exactly as before.
+    """
+    lines = stderr.splitlines(keepends=True)
+    head = lines[: len(ids)]
+    assert [line.split()[:2] for line in head] == [["warning:", i] for i in ids], stderr
+    assert not lines[len(ids) :] or not lines[len(ids)].startswith("warning: KB2"), stderr
+    return "".join(lines[len(ids) :])

@@ -114,7 +114,7 @@ def test_dhcp_without_hwaddress_warns(tmp_path: Path) -> None:
     )
     result = run("validate", path)
     assert result.exit_code == 0
-    assert f"warning: {path}: bridges.br0.hwaddress: DHCP without hwaddress" in result.stderr
+    assert f"warning: KB201 {path}: bridges.br0.hwaddress: DHCP without hwaddress" in result.stderr
 
 
 @pytest.mark.parametrize(("method", "why"), [("auto", "SLAAC without hwaddress"), ("dhcp", "DHCPv6 without hwaddress")])
@@ -125,7 +125,7 @@ def test_dynamic_ipv6_without_hwaddress_warns(tmp_path: Path, method: str, why: 
     )
     result = run("validate", path)
     assert result.exit_code == 0
-    assert f"warning: {path}: bridges.br0.hwaddress: {why}" in result.stderr
+    assert f"warning: KB202 {path}: bridges.br0.hwaddress: {why}" in result.stderr
     assert 'set hwaddress = "eth0"' in result.stderr
 
 

@@ -25,7 +25,7 @@ from kvmbridge.render import render
 from kvmbridge.root import Root
 
 from .conftest import GOLDEN, as_nobody, require_root, run
-from .roots import OLD_INTERFACES, make_sentinel, no_traceback, seed_old_host, snapshot
+from .roots import OLD_INTERFACES, after_rule_findings, make_sentinel, no_traceback, seed_old_host, snapshot
 
 ARTICLE = GOLDEN / "article.toml"
 LOCK = "var/lib/kvmbridge/lock"
@@ -53,7 +53,8 @@ def test_a_lock_that_is_not_a_regular_file_is_refused_with_exit_3(tmp_path: Path
     args = ["install", ARTICLE] if command == "install" else ["rollback"]
     result = run(*args, "--root", root)
     assert result.exit_code == 3, (result.exit_code, result.stderr)
-    assert result.stderr.startswith(f"{lock}: ") and "nothing was changed" in result.stderr
+    shown = after_rule_findings(result.stderr, "KB206") if command == "install" else result.stderr
+    assert shown.startswith(f"{lock}: ") and "nothing was changed" in result.stderr
     assert no_traceback(result.stdout, result.stderr)
     assert snapshot(root) == before
     assert snapshot(outside) == before_outside

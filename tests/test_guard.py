@@ -21,6 +21,7 @@ from kvmbridge.guard import MAX_RECORD_BYTES
 
 from .conftest import GOLDEN, require_root, require_tool, run, tree
 from .guardroots import EXECUTABLE, guardable_root
+from .roots import after_rule_findings
 
 ARTICLE = GOLDEN / "article.toml"
 UNITS = "etc/systemd/system"
@@ -430,7 +431,7 @@ def test_a_record_the_guard_could_not_read_back_is_never_written(root: Path, mon
     import kvmbridge.guard
 
     monkeypatch.setattr(kvmbridge.guard, "MAX_RECORD_BYTES", 512)
-    err = refused(root)
+    err = after_rule_findings(refused(root), "KB206")  # refused after the preflight, which warns first
     assert err == (
         "/var/lib/kvmbridge/guard.json: the guard record for article.toml would not be readable at boot "
         "(larger than 512 bytes); nothing was changed\n"

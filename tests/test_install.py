@@ -16,7 +16,7 @@ from kvmbridge.profile import load_profile
 from kvmbridge.render import render
 
 from .conftest import GOLDEN, as_nobody, require_root, run, tree
-from .roots import LIBVIRT_DEFAULT, OLD_INTERFACES, FaultyRoot, etc_files, seed_old_host, snapshot
+from .roots import LIBVIRT_DEFAULT, OLD_INTERFACES, FaultyRoot, after_rule_findings, etc_files, seed_old_host, snapshot
 
 ARTICLE = GOLDEN / "article.toml"
 BACKUPS = "var/backups/kvmbridge"
@@ -199,7 +199,8 @@ def test_symlinked_target_is_refused(tmp_path: Path) -> None:
     before = snapshot(root)
     result = run("install", ARTICLE, "--root", root)
     assert result.exit_code == 3
-    assert result.stderr.splitlines()[0] == f"{target}: is a symlink (to {elsewhere}); refusing to write through it"
+    shown = after_rule_findings(result.stderr, "KB206")
+    assert shown.splitlines()[0] == f"{target}: is a symlink (to {elsewhere}); refusing to write through it"
     assert snapshot(root) == before and elsewhere.read_text() == "precious\n"
 
 
@@ -211,7 +212,7 @@ def test_symlinked_folder_on_the_way_is_refused_even_with_force(tmp_path: Path) 
     before = snapshot(root)
     result = run("install", ARTICLE, "--root", root, "--force")
     assert result.exit_code == 3
-    assert result.stderr.splitlines()[0] == (
+    assert after_rule_findings(result.stderr, "KB206").splitlines()[0] == (
         f"{root / 'etc/udev/rules.d/99-bridge.rules'}: is inside {root / 'etc/udev'}, a symlink; refusing to write "
         "through it"
     )
@@ -251,7 +252,10 @@ def test_directory_where_a_file_belongs_is_refused_even_with_force(tmp_path: Pat
     (root / "etc/sysctl.d/bridge.conf").mkdir()
     result = run("install", ARTICLE, "--root", root, "--force")
     assert result.exit_code == 3
-    assert result.stderr.splitlines()[0] == f"{root / 'etc/sysctl.d/bridge.conf'}: is not a regular file"
+    assert (
+        after_rule_findings(result.stderr, "KB206").splitlines()[0]
+        == f"{root / 'etc/sysctl.d/bridge.conf'}: is not a regular file"
+    )
 
 
 def test_dry_run_changes_nothing(tmp_path: Path) -> None:
@@ -398,7 +402,9 @@ def test_install_is_refused_while_another_holds_the_lock(tmp_path: Path) -> None
         before = snapshot(root)
         result = run("install", ARTICLE, "--root", root)
         assert result.exit_code == 3
-        assert result.stderr.startswith(f"{lock}: another kvmbridge install or rollback holds the lock")
+        assert after_rule_findings(result.stderr, "KB206").startswith(
+            f"{lock}: another kvmbridge install or rollback holds the lock"
+        )
         assert snapshot(root) == before
 
 

@@ -25,7 +25,7 @@ from kvmbridge.root import Root, sha256_of
 from kvmbridge.state import list_backups, read_state
 
 from .conftest import GOLDEN, REPO, run, tree
-from .roots import Killed, KillingRoot, etc_files, no_traceback, seed_old_host
+from .roots import Killed, KillingRoot, after_rule_findings, etc_files, no_traceback, seed_old_host
 
 ARTICLE = GOLDEN / "article.toml"
 OTHER = GOLDEN / "two-bridges.toml"
@@ -148,7 +148,10 @@ def test_a_signal_at_any_step_undoes_the_install_and_exits_4(
         result = run("install", ARTICLE, "--root", root)
         monkeypatch.undo()
         assert result.exit_code == 4, (step, result.exit_code, result.stdout, result.stderr)
-        assert f"interrupted by {sig.name}" in result.stderr.splitlines()[0], (step, result.stderr)
+        assert f"interrupted by {sig.name}" in after_rule_findings(result.stderr, "KB206").splitlines()[0], (
+            step,
+            result.stderr,
+        )
         assert "nothing changed" in result.stderr or "nothing was changed" in result.stderr
         assert no_traceback(result.stdout, result.stderr) and "Aborted!" not in result.stderr
         assert etc_files(root) == old, step
@@ -184,7 +187,7 @@ def test_real_signal_to_a_running_install_prints_the_report_and_exits_4(tmp_path
     old = etc_files(root)
     result = kvmbridge("install", ARTICLE, "--root", root, kill_at=step, sig=sig)
     assert result.returncode == 4, result.stderr
-    assert result.stderr.splitlines()[0] == (
+    assert after_rule_findings(result.stderr, "KB206").splitlines()[0] == (
         f"failed: interrupted by SIG{sig}; every file was restored as it was, nothing changed"
     )
     assert etc_files(root) == old

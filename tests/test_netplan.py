@@ -124,9 +124,9 @@ def test_max_wait_has_no_netplan_key_so_a_wait_is_warned_about_and_nothing_is_wr
     result = run("validate", waiting)
     assert result.exit_code == 0, result.output
     assert (
-        f"warning: {waiting}: bridges.br0.max_wait: netplan has no bridge_maxwait, so 7 s is not written: at boot "
-        "systemd-networkd-wait-online waits for br0 until a port forwards, up to its own timeout (120 s); "
-        "set max_wait = 0 to say so"
+        f"warning: KB203 {waiting}: bridges.br0.max_wait: netplan has no bridge_maxwait, so 7 s is not written: "
+        "at boot systemd-networkd-wait-online waits for br0 until a port forwards, up to its own timeout (120 s) "
+        "(fix: set max_wait = 0 to say so)"
     ) in result.stderr.splitlines()
     run("render", waiting, "-o", tmp_path / "root")
     yaml = "etc/netplan/60-kvmbridge.yaml"  # same profile name, so the same bytes, header included

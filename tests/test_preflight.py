@@ -15,7 +15,7 @@ from kvmbridge.preflight import run_preflight
 from kvmbridge.root import Root
 
 from .conftest import GOLDEN, run
-from .roots import seed_old_host, snapshot
+from .roots import after_rule_findings, seed_old_host, snapshot
 from .test_safety import make_root
 
 ARTICLE = GOLDEN / "article.toml"
@@ -29,8 +29,9 @@ def test_every_command_reports_the_same_findings_and_writes_nothing(tmp_path: Pa
     root = make_root(tmp_path, "proxmox", "kubernetes")
     before = snapshot(root)
     pf = run_preflight(ARTICLE, None, root)
-    expected = [f.line() for f in pf.safety.findings] if pf.safety else []
-    assert [line.split()[1] for line in expected] == ["KB111", "KB105"]  # one error, one warning
+    expected = [f.line() for f in pf.findings]
+    # the profile rules' warning (the article's ip_forward = true), then safety's error and warning
+    assert [line.split()[1] for line in expected] == ["KB206", "KB111", "KB105"]
     validate = run("validate", ARTICLE, "--root", root)
     diff = run("diff", ARTICLE, "--root", root)
     dry = run("install", ARTICLE, "--root", root, "--dry-run")
@@ -65,7 +66,8 @@ def test_drift_is_refused_by_the_same_decision_for_the_dry_run_and_the_install(t
     assert pf.refusal(force=True) is None
     dry, real = run("install", ARTICLE, "--root", root, "--dry-run"), run("install", ARTICLE, "--root", root)
     assert dry.exit_code == real.exit_code == 3
-    assert dry.stderr == real.stderr == "\n".join(refusal.lines) + "\n"
+    assert dry.stderr == real.stderr
+    assert after_rule_findings(real.stderr, "KB206") == "\n".join(refusal.lines) + "\n"
 
 
 def test_the_gate_runs_before_the_root_is_read(tmp_path: Path) -> None:
@@ -96,10 +98,10 @@ def test_an_invalid_profile_never_reaches_the_root_nor_the_gate(tmp_path: Path) 
 def test_validate_without_root_looks_at_no_target(tmp_path: Path) -> None:
     pf = run_preflight(ARTICLE, None, None)
     assert pf.valid and pf.target is None and pf.plan is None and pf.safety is None
-    assert pf.warnings == (
-        f"{ARTICLE}: sysctl.ip_forward: bridged VM traffic is switched, not routed: IP forwarding is only needed "
-        "if this host also routes (set ip_forward = false otherwise)",
-    )
+    assert [f.line() for f in pf.findings] == [
+        f"warning: KB206 {ARTICLE}: sysctl.ip_forward: bridged VM traffic is switched, not routed: IP forwarding "
+        "is only needed if this host also routes (fix: set ip_forward = false unless it does)"
+    ]
 
 
 def _backups_linked(root: Path) -> None:
@@ -146,7 +148,9 @@ def test_the_dry_run_refuses_where_install_would_and_json_always_prints_a_docume
             result = run("install", ARTICLE, "--root", root, *args)
             assert result.exit_code == 3
             doc = json.loads(result.stdout)
-            assert doc["refused"] == real.stderr.splitlines() and doc["changed"] is False
+            refused = after_rule_findings(real.stderr, "KB206").splitlines()  # --json: findings in the document
+            assert doc["refused"] == refused and doc["changed"] is False
+            assert [f["id"] for f in doc["findings"]] == ["KB206"]
     finally:
         if holder is not None:
             os.close(holder)
@@ -162,3 +166,68 @@ def test_install_json_prints_a_document_when_the_gate_refuses(tmp_path: Path) ->
         result = run("install", ARTICLE, "--root", root, *args)
         assert result.exit_code == 3
         assert json.loads(result.stdout)["refused"] == result.stderr.splitlines()
+
+
+RISKY = """
+[bridges.br0]
+ports = ["eth0", "eth1"]
+ipv4 = { method = "dhcp" }
+
+[bridges.br1]
+ports = ["eth2"]
+stp = true
+forward_delay = 2
+ipv6 = { method = "auto" }
+
+[sysctl]
+ip_forward = true
+"""
+
+
+def test_profile_rule_warnings_are_findings_every_command_prints_without_changing_an_exit_code(
+    tmp_path: Path,
+) -> None:
+    """Each risky-but-legal choice is one `warning: KB2xx FILE: KEY: ... (fix: ...)` line, the same in validate,
+    diff, install --dry-run and install, and in their --json findings; the exit codes stay those of a clean run."""
+    import json
+
+    profile = tmp_path / "risky.toml"
+    profile.write_text(RISKY)
+    pf = run_preflight(profile, None, None)
+    lines = [f.line() for f in pf.findings]
+    assert [(line.split()[1], line.split()[3]) for line in lines] == [
+        ("KB201", "bridges.br0.hwaddress:"),
+        ("KB204", "bridges.br0.stp:"),
+        ("KB202", "bridges.br1.hwaddress:"),
+        ("KB205", "bridges.br1.max_age:"),
+        ("KB206", "sysctl.ip_forward:"),
+    ]
+    assert all(line.startswith("warning: KB2") and f" {profile}: " in line and "(fix: " in line for line in lines)
+    assert 'fix: set hwaddress = "eth0"' in lines[0] and 'fix: set hwaddress = "eth2"' in lines[2]
+    root = tmp_path / "root"
+    root.mkdir()
+    results = {
+        "validate": run("validate", profile),
+        "validate --root": run("validate", profile, "--root", root),
+        "diff": run("diff", profile, "--root", root),
+        "install --dry-run": run("install", profile, "--root", root, "--dry-run"),
+    }
+    assert not any(root.iterdir())
+    results["install"] = run("install", profile, "--root", root)
+    results["install again"] = run("install", profile, "--root", root)
+    for name, result in results.items():
+        assert finding_lines(result.stderr) == lines, (name, result.stderr)
+    assert {name: r.exit_code for name, r in results.items()} == {
+        "validate": 0,
+        "validate --root": 0,
+        "diff": 1,
+        "install --dry-run": 0,
+        "install": 0,
+        "install again": 0,
+    }
+    as_dicts = [f.as_dict() for f in pf.findings]
+    assert json.loads(run("validate", profile, "--json").stdout)["findings"] == as_dicts
+    assert json.loads(run("validate", profile, "--json").stdout)["warnings"] == lines
+    assert json.loads(run("diff", profile, "--root", root, "--json").stdout)["findings"] == as_dicts
+    dry = json.loads(run("install", profile, "--root", root, "--dry-run", "--json").stdout)
+    assert dry["findings"] == as_dicts and dry["changed"] is False

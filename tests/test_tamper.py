@@ -16,7 +16,7 @@ import pytest
 from kvmbridge.formats import udev
 
 from .conftest import GOLDEN, run
-from .roots import seed_old_host
+from .roots import after_rule_findings, seed_old_host
 
 ARTICLE = GOLDEN / "article.toml"
 RULE = "etc/udev/rules.d/99-bridge.rules"
@@ -78,4 +78,7 @@ def test_any_change_to_a_file_kvmbridge_wrote_is_drift(tmp_path: Path, name: str
     assert statuses["/" + rel] == "drift"
     refused = run("install", ARTICLE, "--root", root)
     assert refused.exit_code == 3
-    assert refused.stderr.splitlines()[0] == f"{root / rel}: changed since kvmbridge wrote it (drift)"
+    assert (
+        after_rule_findings(refused.stderr, "KB206").splitlines()[0]
+        == f"{root / rel}: changed since kvmbridge wrote it (drift)"
+    )

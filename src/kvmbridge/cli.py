@@ -96,14 +96,16 @@ def validate(profile: Path, root: Path | None, templates: Path | None, as_json: 
     """Check the profile, render it, and check the output with ifupdown and libvirt's schema."""
     from .errors import ProfileError
     from .preflight import run_preflight
-    from .views import safety_json
+    from .views import findings_json
 
     try:
         pf = run_preflight(profile, templates, root, plan=False)
     except ProfileError as exc:
         if not as_json:
             raise
-        _print_json({"profile": str(profile), "valid": False, "errors": list(exc.lines), "warnings": []})
+        _print_json(
+            {"profile": str(profile), "valid": False, "errors": list(exc.lines), "warnings": [], "findings": []}
+        )
         sys.exit(exc.exit_code)
     verdict, safety = pf.verdict, pf.safety
     if as_json:
@@ -112,17 +114,16 @@ def validate(profile: Path, root: Path | None, templates: Path | None, as_json: 
                 "profile": str(profile),
                 "valid": pf.valid,
                 "errors": verdict.errors,
-                "warnings": list(pf.warnings),
+                "warnings": [f.line() for f in pf.rule_findings],
                 "checked": verdict.checked,
                 "skipped": verdict.skipped,
-                **safety_json(safety),
+                **findings_json(pf.rule_findings, safety),
             }
         )
     else:
         for line in verdict.errors:
             click.echo(f"{profile}: error: {line}", err=True)
-        for line in pf.warnings:
-            click.echo(f"warning: {line}", err=True)
+        _print_findings(pf.rule_findings)
         for line in verdict.skipped:
             click.echo(f"note: not checked: {line}", err=True)
         if pf.valid:
@@ -168,12 +169,17 @@ root_option = click.option(
 force_option = click.option("--force", is_flag=True, help="Overwrite drifted files and symlinked targets.")
 
 
+def _print_findings(findings: Iterable[Any]) -> None:
+    """One line per finding on stderr, profile rules' (KB2xx) and safety checks' alike."""
+    for finding in findings:
+        click.echo(finding.line(), err=True)
+
+
 def _print_safety(report: Any, notes: bool = True) -> None:
     """Findings go to stderr; notes on skipped checks too, except where a summary line carries them."""
     if report is None:
         return
-    for finding in report.findings:
-        click.echo(finding.line(), err=True)
+    _print_findings(report.findings)
     for note in report.notes if notes else ():
         click.echo(f"note: {note}", err=True)
 
@@ -205,7 +211,7 @@ def _echo_lines(lines: Iterable[str]) -> None:
 def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> None:
     """Show what install would change under --root: unified diffs, then what they mean."""
     from .preflight import run_preflight
-    from .views import change_json, diff_lines, safety_json
+    from .views import change_json, diff_lines, findings_json
 
     pf = run_preflight(profile, templates, root)
     pf.require_valid()
@@ -217,7 +223,7 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
         changes = [change_json(c) for c in plan.changes]
         _print_json(
             {
-                **safety_json(safety),
+                **findings_json(pf.rule_findings, safety),
                 "root": str(root),
                 "in_sync": in_sync,
                 "unfinished": unfinished,
@@ -226,6 +232,7 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
         )
     else:
         _echo_lines(diff_lines(plan, root, unfinished))
+        _print_findings(pf.rule_findings)
         _print_safety(safety)
     sys.exit(0 if in_sync else 1)
 
@@ -287,6 +294,7 @@ def install(  # noqa: PLR0917 (one parameter per click option)
     if as_json:  # the findings are in the document; a refusal is its line on stderr and exit 3 as ever
         _install_as_json(pf, refusal, guard, force=force, dry_run=dry_run)
         return
+    _print_findings(pf.rule_findings)
     _print_safety(safety, notes=False)
     if refusal is not None:
         raise refusal
@@ -319,8 +327,17 @@ def _install_as_json(pf: Any, refusal: Any, guard: Any, *, force: bool, dry_run:
 
     root, profile = pf.root, pf.profile_path
     unfinished = pf.pending.id if pf.pending is not None else None
+    rules = pf.rule_findings
     report = install_json(
-        pf.plan, pf.safety, root, profile, backup_id=None, guard=guard, dry_run=dry_run, unfinished=unfinished
+        pf.plan,
+        pf.safety,
+        root,
+        profile,
+        rules=rules,
+        backup_id=None,
+        guard=guard,
+        dry_run=dry_run,
+        unfinished=unfinished,
     )
     if refusal is not None or dry_run:
         _print_json({**report, "refused": list(refusal.lines) if refusal is not None else []})
@@ -335,7 +352,16 @@ def _install_as_json(pf: Any, refusal: Any, guard: Any, *, force: bool, dry_run:
     backup_id = result.manifest.id if result.manifest is not None else None
     finished = unfinished if backup_id is not None else None
     _print_json(
-        install_json(result.plan, pf.safety, root, profile, backup_id=backup_id, guard=guard, unfinished=finished)
+        install_json(
+            result.plan,
+            pf.safety,
+            root,
+            profile,
+            rules=rules,
+            backup_id=backup_id,
+            guard=guard,
+            unfinished=finished,
+        )
     )
 
 

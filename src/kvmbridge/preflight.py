@@ -9,13 +9,13 @@ command prints the part it shows; `cli` picks the exit code.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .advice import profile_warnings
+from .advice import profile_findings
 from .errors import ProfileError, RefusedError
 from .fileset import RenderedSet
-from .findings import Report
+from .findings import Finding, Report
 from .model import HostProfile
 from .plan import Plan, make_plan
 from .root import Root
@@ -36,12 +36,17 @@ class Preflight:
     profile: HostProfile
     files: RenderedSet
     verdict: Verdict
-    warnings: tuple[str, ...]
+    rule_findings: tuple[Finding, ...]
     root: Path | None
     target: Root | None
     plan: Plan | None
     safety: Report | None
     pending: Manifest | None = None
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """The profile rules' warnings (KB2xx), then the safety checks' findings: every command prints these."""
+        return self.rule_findings + (self.safety.findings if self.safety is not None else ())
 
     @property
     def valid(self) -> bool:
@@ -142,9 +147,9 @@ def run_preflight(
     model = load_profile(profile_path)
     files = render(model, templates)
     verdict = verify(files, model)
-    warnings = tuple(f"{profile_path}: {key}: {msg}" for key, msg in profile_warnings(model))
+    rules = tuple(replace(f, subject=f"{profile_path}: {f.subject}") for f in profile_findings(model))
     if root is None or verdict.errors:
-        return Preflight(profile_path, model, files, verdict, warnings, root, None, None, None)
+        return Preflight(profile_path, model, files, verdict, rules, root, None, None, None)
     target = Root(root)
     if gate is not None:
         gate(target)
@@ -152,7 +157,7 @@ def run_preflight(
     safety = _safety(model, files, target, state)
     made = make_plan(files, target, state) if plan else None
     pending = unfinished_manifest(target, state)
-    return Preflight(profile_path, model, files, verdict, warnings, root, target, made, safety, pending)
+    return Preflight(profile_path, model, files, verdict, rules, root, target, made, safety, pending)
 
 
 def _safety(model: HostProfile, files: RenderedSet, target: Root, state: State) -> Report:

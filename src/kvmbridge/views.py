@@ -13,7 +13,7 @@ import msgspec
 
 from .check import HostCheck
 from .diff import semantic, unified
-from .findings import Report
+from .findings import Finding, Report
 from .formats import FORMATS
 from .guard import GUARD_FILES, UNIT_DIR, ExpiredRecord, GuardRecord, GuardSpec
 from .guardrun import Confirmed
@@ -69,6 +69,7 @@ def install_json(
     root: Path,
     profile: Path,
     *,
+    rules: Sequence[Finding] = (),
     backup_id: str | None,
     guard: GuardSpec | None,
     dry_run: bool = False,
@@ -78,7 +79,7 @@ def install_json(
     """`install --json`: what was done (or, dry run or refused, what would be), for scripts and Ansible."""
     written = backup_id is not None
     return {
-        **safety_json(safety),
+        **findings_json(rules, safety),
         "profile": str(profile),
         "root": str(root),
         "dry_run": dry_run,
@@ -115,10 +116,10 @@ def refused_json(root: Path, profile: Path, dry_run: bool, refused: Sequence[str
     }
 
 
-def safety_json(report: Report | None) -> dict[str, Any]:
-    if report is None:
-        return {}
-    return {"findings": [f.as_dict() for f in report.findings], "safety_notes": list(report.notes)}
+def findings_json(rules: Sequence[Finding], report: Report | None) -> dict[str, Any]:
+    """The profile rules' findings, then the safety checks' (and their notes when a root was looked at)."""
+    found = [f.as_dict() for f in (*rules, *(report.findings if report is not None else ()))]
+    return {"findings": found} | ({"safety_notes": list(report.notes)} if report is not None else {})
 
 
 def plan_lines(plan: Plan, root: Path, unfinished: str | None = None, *, done: bool = False) -> Iterator[str]:

@@ -19,8 +19,8 @@ description:
     the host fails with the refusal's first line. Nothing to change (and no backup set left unfinished by a killed
     run) means no install at all, so a second run reports C(changed=false) and arms no guard. Otherwise runs
     C(kvmbridge install --json) and returns what it reports.
-  - Safety findings of severity C(warning) become Ansible warnings; the first C(error) finding fails the host
-    (C(msg) is that finding's line) unless O(force=true).
+  - Findings of severity C(warning) (the profile rules' KB2xx and the safety checks' KB1xx) become Ansible
+    warnings; the first C(error) finding fails the host (C(msg) is that finding's line) unless O(force=true).
   - In check mode nothing is written; C(changed) says whether an install would change a file (or finish a
     killed run's backup set); a run the install would refuse fails in check mode too.
   - In diff mode each file that would change is returned before/after, as M(ansible.builtin.template) does.
@@ -107,7 +107,9 @@ files:
       elements: str
       sample: ["etc/network/interfaces: eth0 inet method static -> manual"]
 findings:
-  description: Safety findings against the target (C(kvmbridge install --dry-run --json)).
+  description: >-
+    The profile rules' warnings (KB2xx), then the safety findings against the target
+    (C(kvmbridge install --dry-run --json)).
   returned: always
   type: list
   elements: dict
@@ -120,7 +122,7 @@ findings:
       description: error (blocks the install) or warning.
       type: str
     subject:
-      description: The file or interface concerned.
+      description: The file or interface concerned (for a profile rule, the profile file and key).
       type: str
     message:
       description: What is wrong.
