@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvmbridge.formats.ifupdown_sources import HostFiles
-from kvmbridge.formats.interfaces import Interfaces, InterfacesError, load, write
+from kvmbridge.formats.interfaces import Interfaces, InterfacesError, load
+from kvmbridge.formats.interfaces_semantic import write
 
 IFACE_WORD = re.compile(rb"^[ \t\v\f\r]*iface[ \t\v\f\r]+([^ \t\v\f\r\n]+)", re.M)
 ALLOW_WORD = re.compile(rb"(?:^|[ \t])allow-([^ \t\v\f\r\n]+)", re.M)

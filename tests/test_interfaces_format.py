@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from kvmbridge.formats.ifupdown_sources import DictFiles
-from kvmbridge.formats.interfaces import InterfacesError, Option, load, parse, semantic
+from kvmbridge.formats.interfaces import InterfacesError, Option, load, parse
+from kvmbridge.formats.interfaces_semantic import semantic
 from kvmbridge.plan import equivalent
 
 

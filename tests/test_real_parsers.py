@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmbridge.formats import interfaces, netxml
+from kvmbridge.formats import interfaces_semantic, netxml
 from kvmbridge.verify import NETWORK_RNG
 
 from .conftest import GOLDEN, GOLDEN_CASES, IFUPDOWN_CASES, override_template, require_file, require_tool, run
@@ -34,14 +34,14 @@ def ifquery_options(path: Path, iface: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("case", IFUPDOWN_CASES)
 def test_ifquery_lists_lo_and_every_bridge_as_auto(case: str) -> None:
     path = GOLDEN / case / "etc/network/interfaces"
-    parsed = interfaces.parse_semantic(path.read_bytes())
+    parsed = interfaces_semantic.parse_semantic(path.read_bytes())
     assert ifquery(path, "--list", "-a").split() == parsed["auto"]
 
 
 @pytest.mark.parametrize("case", IFUPDOWN_CASES)
 def test_ifquery_shows_the_bridge_options_and_addresses(case: str) -> None:
     path = GOLDEN / case / "etc/network/interfaces"
-    parsed = interfaces.parse_semantic(path.read_bytes())
+    parsed = interfaces_semantic.parse_semantic(path.read_bytes())
     bridges = [key.split()[0] for key, st in parsed["ifaces"].items() if "bridge_ports" in st["options"]]
     assert bridges
     for name in bridges:

@@ -16,7 +16,7 @@ from typing import Any
 from .. import verify
 from ..fileset import RenderedFile
 from ..model import HostProfile
-from . import ifupdown2, interfaces, netplan, netxml, sysctl, udev
+from . import ifupdown2, interfaces_semantic, netplan, netxml, sysctl, udev
 
 Validator = Callable[[Sequence[RenderedFile], HostProfile, "verify.Verdict"], None]
 
@@ -64,7 +64,7 @@ def _networks_now(paths: Sequence[str]) -> list[str]:
 
 IFUPDOWN = Format(
     "interfaces",
-    interfaces.parse_semantic,
+    interfaces_semantic.parse_semantic,
     validate=verify.ifquery,
     activate=lambda paths: ["systemctl restart networking"],
 )
