@@ -1,49 +1,29 @@
-"""The command line: the only module that prints, prompts or picks an exit code."""
+"""The command line: with `cli_common` and `cli_guard`, the only modules that print, prompt or pick an exit code."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from . import __version__
-from .errors import EXIT_INVALID, EXIT_OK, EXIT_REFUSED, KvmbridgeError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-profile_argument = click.argument("profile", type=click.Path(path_type=Path, dir_okay=True))
-templates_option = click.option(
-    "--templates",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    default=None,
-    help="Folder of templates that override the built-in ones by name.",
+from .cli_common import (
+    echo_lines,
+    force_option,
+    handle_errors,
+    json_option,
+    print_findings,
+    print_json,
+    print_safety,
+    profile_argument,
+    root_option,
+    templates_option,
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
-
-
-def handle_errors(func: F) -> F:
-    """Turn our typed errors into lines on stderr and the contract's exit code."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except KvmbridgeError as exc:
-            if os.environ.get("KVMBRIDGE_DEBUG"):
-                raise
-            for line in exc.lines:
-                click.echo(line, err=True)
-            sys.exit(exc.exit_code)
-        except BrokenPipeError:  # `kvmbridge render x.toml | head`: the reader left, not an error
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(EXIT_OK)
-
-    return wrapper  # type: ignore[return-value]
+from .cli_guard import auto_confirm_command, confirm, expire_guard, guard_request, guard_spec, guard_state, status
+from .errors import EXIT_INVALID, EXIT_OK, EXIT_REFUSED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -103,13 +83,11 @@ def validate(profile: Path, root: Path | None, templates: Path | None, as_json: 
     except ProfileError as exc:
         if not as_json:
             raise
-        _print_json(
-            {"profile": str(profile), "valid": False, "errors": list(exc.lines), "warnings": [], "findings": []}
-        )
+        print_json({"profile": str(profile), "valid": False, "errors": list(exc.lines), "warnings": [], "findings": []})
         sys.exit(exc.exit_code)
     verdict, safety = pf.verdict, pf.safety
     if as_json:
-        _print_json(
+        print_json(
             {
                 "profile": str(profile),
                 "valid": pf.valid,
@@ -123,13 +101,13 @@ def validate(profile: Path, root: Path | None, templates: Path | None, as_json: 
     else:
         for line in verdict.errors:
             click.echo(f"{profile}: error: {line}", err=True)
-        _print_findings(pf.rule_findings)
+        print_findings(pf.rule_findings)
         for line in verdict.skipped:
             click.echo(f"note: not checked: {line}", err=True)
         if pf.valid:
             checked = ", ".join(["profile rules", *verdict.checked])
             click.echo(f"{profile}: valid ({len(pf.files)} files; checked: {checked})")
-        _print_safety(safety)
+        print_safety(safety)
     if not pf.valid:
         sys.exit(EXIT_INVALID)
     sys.exit(EXIT_REFUSED if safety is not None and safety.errors else EXIT_OK)
@@ -153,55 +131,6 @@ def init(from_host: bool, templates: Path | None) -> None:
         click.echo(f"warning: {line}", err=True)
 
 
-def _print_json(value: object) -> None:
-    import json
-
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
-
-
-root_option = click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("/"),
-    show_default=True,
-    help="The target system's root folder (a staging tree, a mounted image).",
-)
-force_option = click.option("--force", is_flag=True, help="Overwrite drifted files and symlinked targets.")
-
-
-def _print_findings(findings: Iterable[Any]) -> None:
-    """One line per finding on stderr, profile rules' (KB2xx) and safety checks' alike."""
-    for finding in findings:
-        click.echo(finding.line(), err=True)
-
-
-def _print_safety(report: Any, notes: bool = True) -> None:
-    """Findings go to stderr; notes on skipped checks too, except where a summary line carries them."""
-    if report is None:
-        return
-    _print_findings(report.findings)
-    for note in report.notes if notes else ():
-        click.echo(f"note: {note}", err=True)
-
-
-def _echo_lines(lines: Iterable[str]) -> None:
-    """Print lines, colouring the unified-diff ones on a terminal."""
-    color = sys.stdout.isatty()
-    batch: list[str] = []  # one write per few hundred lines: a fleet check prints 10,000
-    for line in lines:
-        shown = line
-        if color and line.startswith("diff "):
-            shown = click.style(line, bold=True)
-        elif color and line[:1] in ("+", "-", "@") and not line.startswith(("+++", "---")):
-            shown = click.style(line, fg={"+": "green", "-": "red", "@": "cyan"}[line[0]])
-        batch.append(shown)
-        if len(batch) >= 512:
-            click.echo("\n".join(batch))
-            batch.clear()
-    if batch:
-        click.echo("\n".join(batch))
-
-
 @main.command()
 @profile_argument
 @root_option
@@ -221,7 +150,7 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
     in_sync = plan.in_sync and unfinished is None  # a killed run's set is work install still has to do
     if as_json:
         changes = [change_json(c) for c in plan.changes]
-        _print_json(
+        print_json(
             {
                 **findings_json(pf.rule_findings, safety),
                 "root": str(root),
@@ -231,9 +160,9 @@ def diff(profile: Path, root: Path, templates: Path | None, as_json: bool) -> No
             }
         )
     else:
-        _echo_lines(diff_lines(plan, root, unfinished))
-        _print_findings(pf.rule_findings)
-        _print_safety(safety)
+        echo_lines(diff_lines(plan, root, unfinished))
+        print_findings(pf.rule_findings)
+        print_safety(safety)
     sys.exit(0 if in_sync else 1)
 
 
@@ -273,19 +202,19 @@ def install(  # noqa: PLR0917 (one parameter per click option)
     from .preflight import run_preflight
     from .views import guard_armed_lines, install_report, plan_lines, refused_json
 
-    guard_request = _guard_request(confirm_within, auto_confirm, templates)
+    requested = guard_request(confirm_within, auto_confirm, templates)
     guards: list[Any] = []
 
     def gate(target: Any) -> None:
         refuse_unprivileged(target)
         refuse_if_armed(target)
-        guards.append(_guard_spec(target, profile, guard_request) if guard_request else None)
+        guards.append(guard_spec(target, profile, requested) if requested else None)
 
     try:
         pf = run_preflight(profile, templates, root, gate=gate)
     except RefusedError as exc:  # the gate's refusal: no plan yet, but --json still gets its document
         if as_json:
-            _print_json(refused_json(root, profile, dry_run, exc.lines))
+            print_json(refused_json(root, profile, dry_run, exc.lines))
         raise
     pf.require_valid()
     assert pf.target is not None and pf.plan is not None and pf.safety is not None
@@ -294,13 +223,13 @@ def install(  # noqa: PLR0917 (one parameter per click option)
     if as_json:  # the findings are in the document; a refusal is its line on stderr and exit 3 as ever
         _install_as_json(pf, refusal, guard, force=force, dry_run=dry_run)
         return
-    _print_findings(pf.rule_findings)
-    _print_safety(safety, notes=False)
+    print_findings(pf.rule_findings)
+    print_safety(safety, notes=False)
     if refusal is not None:
         raise refusal
     unfinished = pf.pending.id if pf.pending is not None else None
     if dry_run:
-        _echo_lines(plan_lines(pf.plan, root, unfinished))
+        echo_lines(plan_lines(pf.plan, root, unfinished))
         click.echo(safety.summary())
         if guard is not None:
             click.echo(f"boot guard: would be armed ({guard.duration} after boot, runs {guard.executable})")
@@ -312,11 +241,11 @@ def install(  # noqa: PLR0917 (one parameter per click option)
         if guard is not None:
             click.echo("boot guard: not armed (nothing changed, nothing to guard)")
         return
-    _echo_lines(plan_lines(result.plan, root, unfinished, done=True))
+    echo_lines(plan_lines(result.plan, root, unfinished, done=True))
     click.echo(safety.summary())
-    _echo_lines(install_report(result.plan, result.manifest.id, root, profile))
+    echo_lines(install_report(result.plan, result.manifest.id, root, profile))
     if guard is not None:
-        _echo_lines(guard_armed_lines(guard, root))
+        echo_lines(guard_armed_lines(guard, root))
 
 
 def _install_as_json(pf: Any, refusal: Any, guard: Any, *, force: bool, dry_run: bool) -> None:
@@ -340,18 +269,18 @@ def _install_as_json(pf: Any, refusal: Any, guard: Any, *, force: bool, dry_run:
         unfinished=unfinished,
     )
     if refusal is not None or dry_run:
-        _print_json({**report, "refused": list(refusal.lines) if refusal is not None else []})
+        print_json({**report, "refused": list(refusal.lines) if refusal is not None else []})
         if refusal is not None:
             raise refusal
         return
     try:
         result = run_install(pf.profile, pf.files, pf.target, profile_path=profile, force=force, guard=guard)
     except RefusedError as exc:  # refused under the lock (a race since the preflight): still a document
-        _print_json({**report, "refused": list(exc.lines)})
+        print_json({**report, "refused": list(exc.lines)})
         raise
     backup_id = result.manifest.id if result.manifest is not None else None
     finished = unfinished if backup_id is not None else None
-    _print_json(
+    print_json(
         install_json(
             result.plan,
             pf.safety,
@@ -363,39 +292,6 @@ def _install_as_json(pf: Any, refusal: Any, guard: Any, *, force: bool, dry_run:
             unfinished=finished,
         )
     )
-
-
-def _guard_request(
-    confirm_within: str | None, auto_confirm: bool, templates: Path | None
-) -> tuple[int, str, bool] | None:
-    """--confirm-within and --auto-confirm as (seconds, duration, auto), checked before anything is read."""
-    from .errors import UsageError
-    from .guard import parse_duration
-
-    if confirm_within is None:
-        if auto_confirm:
-            raise UsageError("--auto-confirm: needs --confirm-within DURATION (the guard it would confirm)")
-        return None
-    seconds = parse_duration(confirm_within)
-    if auto_confirm and templates is not None:
-        raise UsageError(
-            "--auto-confirm: cannot be combined with --templates (the check at boot renders the built-in templates)"
-        )
-    return seconds, confirm_within, auto_confirm
-
-
-def _guard_spec(target: Any, profile: Path, request: tuple[int, str, bool]) -> Any:
-    """The guard's executable and profile copy, refused (exit 3) where it could not be trusted to run at boot."""
-    from .guard import GuardSpec, refuse_unreadable
-    from .guardtarget import choose_executable, refuse_untrusted
-    from .profile import read_profile_text
-
-    executable = choose_executable(target)
-    refuse_untrusted(target, executable)
-    seconds, duration, auto = request
-    spec = GuardSpec(seconds, duration, auto, executable, profile.name, read_profile_text(profile))
-    refuse_unreadable(spec)  # install checks it again; the dry run must refuse where install would
-    return spec
 
 
 @main.command()
@@ -413,7 +309,7 @@ def rollback(backup_id: str | None, root: Path, force: bool) -> None:
     if undo is None:
         click.echo(f"nothing to do: {root} already matches the state before {chosen.id}")
         return
-    _echo_lines(rollback_report(chosen, undo, root))
+    echo_lines(rollback_report(chosen, undo, root))
 
 
 @main.command()
@@ -430,8 +326,8 @@ def backups(root: Path) -> None:
     if not ids:
         click.echo(f"no backup sets under {target.path('/var/backups/kvmbridge')}")
         return
-    guard, _ = _guard_state(target)
-    _echo_lines(backups_table([read_manifest(target, backup_id) for backup_id in ids], guard))
+    guard, _ = guard_state(target)
+    echo_lines(backups_table([read_manifest(target, backup_id) for backup_id in ids], guard))
 
 
 @main.command()
@@ -470,114 +366,14 @@ def check(
     if update:
         update_goldens(results)
     if as_json:
-        _print_json(check_json(results, update))
+        print_json(check_json(results, update))
     else:
-        _echo_lines(check_lines(results, update))
+        echo_lines(check_lines(results, update))
     counts = check_counts(results)
     if counts["invalid"]:
         sys.exit(EXIT_INVALID)
     sys.exit(1 if counts["changed"] and not update else 0)
 
 
-@main.command()
-@profile_argument
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("/"),
-    show_default=True,
-    help="Where to read the installed files and the boot guard (the network checked is always this host's).",
-)
-@templates_option
-@json_option
-@handle_errors
-def status(profile: Path, root: Path, templates: Path | None, as_json: bool) -> None:
-    """Compare the running host with the profile: bridges, addresses, routes, sysctl, libvirt, files, guard."""
-    from .livestatus import compare, gather_facts
-    from .profile import load_profile
-    from .render import render as render_files
-    from .root import Root
-    from .views import status_json, status_lines
-
-    model = load_profile(profile)
-    files = render_files(model, templates)
-    target = Root(root)
-    result = compare(model, files, gather_facts(model, files, target))
-    guard, expired = _guard_state(target)
-    if as_json:
-        _print_json(status_json(profile, model, root, result, guard=guard, expired=expired))
-    else:
-        _echo_lines(status_lines(profile, model, result, guard=guard, expired=expired))
-    sys.exit(0 if result.as_profiled and not isinstance(guard, str) else 1)
-
-
-def _guard_state(target: Any) -> tuple[Any, Any]:
-    """The armed guard (a record, None, or the line saying why its record is unusable) and the last expiry."""
-    from .guard import read_expired, read_guard
-
-    try:
-        guard: Any = read_guard(target)
-    except KvmbridgeError as exc:
-        guard = exc.lines[0]
-    return guard, read_expired(target)
-
-
-@main.command()
-@root_option
-@json_option
-@handle_errors
-def confirm(root: Path, as_json: bool) -> None:
-    """Disarm the boot guard of the last install (its backup set stays)."""
-    from .guardrun import confirm as run_confirm
-    from .root import Root
-    from .views import confirm_json, confirm_lines
-
-    done = run_confirm(Root(root))
-    if as_json:
-        _print_json(confirm_json(done, root))
-    else:
-        _echo_lines(confirm_lines(done, root))
-
-
-@main.command(name="expire-guard", hidden=True)
-@root_option
-@handle_errors
-def expire_guard(root: Path) -> None:
-    """Run by kvmbridge-guard.service at the deadline: restore the guarded backup set (systemd then reboots)."""
-    from .guardrun import expire
-    from .root import Root
-
-    report = expire(Root(root))
-    click.echo(
-        f"kvmbridge boot guard: {report.reason}: restored backup {report.backup} "
-        f"({len(report.restored)} file(s) restored, {len(report.removed)} removed); rebooting into it"
-    )
-    click.echo(
-        f"kvmbridge boot guard: undo the revert with: kvmbridge rollback {report.undo} "
-        "(brings this install back without its guard)"
-    )
-
-
-@main.command(name="auto-confirm", hidden=True)
-@root_option
-@handle_errors
-def auto_confirm_command(root: Path) -> None:
-    """Run by kvmbridge-guard-check.service: confirm when status and the gateway pass, else leave the guard."""
-    from .guardrun import auto_confirm
-    from .root import Root
-
-    record, check, attempts = auto_confirm(Root(root))
-    if record is None or check is None:
-        click.echo("kvmbridge boot guard: no guard armed; nothing to confirm")
-        return
-    if check.passed:
-        click.echo(f"kvmbridge boot guard: the host came up as profiled; confirmed backup {record.backup} by itself")
-        return
-    for line in check.lines():
-        click.echo(line, err=True)
-    click.echo(
-        f"kvmbridge boot guard: not confirmed after {attempts} check(s); "
-        f"it reverts backup {record.backup} {record.duration} after boot",
-        err=True,
-    )
-    sys.exit(1)
+for command in (status, confirm, expire_guard, auto_confirm_command):
+    main.add_command(command)
