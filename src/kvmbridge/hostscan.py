@@ -20,7 +20,8 @@ from .formats import ifupdown2
 from .formats import interfaces as interfaces_format
 from .formats.ifupdown_sources import DictFiles, HostFiles, SourceFiles
 from .netplanscan import NetplanFile, nic_settings, read_netplan
-from .rules import MAX_EXTRA_ADDRESSES, check_hostname, check_ifname, host_address6
+from .rules import check_hostname, check_ifname
+from .rules_address import MAX_EXTRA_ADDRESSES, host_address6
 from .starter import Starter
 
 
