@@ -18,7 +18,8 @@ import msgspec
 import pytest
 
 from kvmbridge.guardrun import Check
-from kvmbridge.livestatus import Facts, compare, sysctl_values
+from kvmbridge.livefacts import Facts, sysctl_values
+from kvmbridge.livestatus import compare
 from kvmbridge.model import Bridge, HostProfile, IPv4, IPv6, Network
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render

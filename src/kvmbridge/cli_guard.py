@@ -70,7 +70,8 @@ def guard_spec(target: Any, profile: Path, request: tuple[int, str, bool]) -> An
 @handle_errors
 def status(profile: Path, root: Path, templates: Path | None, as_json: bool) -> None:
     """Compare the running host with the profile: bridges, addresses, routes, sysctl, libvirt, files, guard."""
-    from .livestatus import compare, gather_facts
+    from .livefacts import gather_facts
+    from .livestatus import compare
     from .profile import load_profile
     from .render import render as render_files
     from .root import Root

@@ -22,7 +22,8 @@ from .formats import NETXML
 from .formats.netxml import NETWORKS_DIR
 from .guard import EXPIRED, GUARD, GUARD_FILES, ExpiredRecord, GuardRecord, expired_bytes, expiry_reason, read_guard
 from .install import locked, refuse_unprivileged, rollback
-from .livestatus import Facts, Status, compare, gather_facts
+from .livefacts import Facts, gather_facts
+from .livestatus import Status, compare
 from .model import HostProfile
 from .plan import equivalent, same_link_target
 from .render import render
