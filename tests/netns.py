@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from kvmbridge.hostscan import LiveHost
+from kvmbridge.livehost import LiveHost
 from kvmbridge.model import Bridge, HostProfile, IPv4, IPv6
 from kvmbridge.render import render
 from kvmbridge.tree import write_tree

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from kvmbridge.errors import KvmbridgeError
-from kvmbridge.hostscan import LiveHost, starter_from_host
+from kvmbridge.hostscan import starter_from_host
 from kvmbridge.install import install
+from kvmbridge.livehost import LiveHost
 from kvmbridge.model import HostProfile
 from kvmbridge.profile import parse_profile
 from kvmbridge.render import render

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kvmbridge.formats.ifupdown_sources import HostFiles
-from kvmbridge.hostscan import LiveHost, read_config, starter_from_host
+from kvmbridge.hostscan import read_config, starter_from_host
+from kvmbridge.livehost import LiveHost
 from kvmbridge.profile import parse_profile
 from kvmbridge.starter import starter_profile
 

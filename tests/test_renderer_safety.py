@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kvmbridge.hostscan import LiveHost, starter_from_host
+from kvmbridge.hostscan import starter_from_host
+from kvmbridge.livehost import LiveHost
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
 from kvmbridge.root import Root

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kvmbridge.findings import Report
-from kvmbridge.hostscan import LiveHost
+from kvmbridge.livehost import LiveHost
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
 from kvmbridge.root import Root

@@ -92,7 +92,7 @@ def in_host(lab: Lab, *command: str) -> subprocess.CompletedProcess[str]:
 
 def test_every_session_on_a_port_sshd_listens_on_is_found(sessions_host: tuple[Lab, str]) -> None:
     lab, link_local = sessions_host
-    code = "from kvmbridge.hostscan import read_ssh_sessions; import json; print(json.dumps(read_ssh_sessions()))"
+    code = "from kvmbridge.livehost import read_ssh_sessions; import json; print(json.dumps(read_ssh_sessions()))"
     result = in_host(lab, sys.executable, "-c", code)
     assert result.returncode == 0, result.stderr
     sessions = [s.split() for s in json.loads(result.stdout)]

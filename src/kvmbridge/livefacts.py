@@ -18,7 +18,7 @@ from typing import Any
 from .errors import KvmbridgeError
 from .fileset import RenderedSet
 from .formats import sysctl as sysctl_format
-from .hostscan import read_ipv6_conf
+from .livehost import read_ipv6_conf
 from .model import HostProfile
 from .plan import make_plan
 from .root import Root

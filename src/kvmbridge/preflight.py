@@ -162,7 +162,7 @@ def run_preflight(
 
 def _safety(model: HostProfile, files: RenderedSet, target: Root, state: State) -> Report:
     """Safety checks against the target; the running host is consulted only when the root is `/`."""
-    from .hostscan import read_live_host
+    from .livehost import read_live_host
     from .safety import check_target
 
     live = read_live_host() if target.is_live else None

@@ -19,7 +19,7 @@ from typing import Any
 from .fileset import RenderedSet
 from .findings import Finding, Report
 from .formats import NETXML
-from .hostscan import LiveHost
+from .livehost import LiveHost
 from .model import HostProfile
 from .netplanchecks import interfaces_also_applied, netplan_files
 from .plan import parse_or_none

@@ -13,7 +13,7 @@ from .fileset import RenderedSet
 from .findings import Finding
 from .formats import ifupdown2
 from .formats import interfaces as interfaces_format
-from .hostscan import LiveHost
+from .livehost import LiveHost
 from .model import Bridge, HostProfile
 from .root import Root
 from .rootfiles import RootFiles
