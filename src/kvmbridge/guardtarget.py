@@ -19,7 +19,8 @@ from pathlib import Path
 from .errors import RefusedError, one_line
 from .guard import SAFE_EXECUTABLE
 from .guardfiles import TIMER, UNIT_DIR
-from .guardload import TEMPORARY_FS, load_problems, mount_type, resolve, untrusted
+from .guardload import load_problems
+from .guardwalk import TEMPORARY_FS, mount_type, resolve, untrusted
 from .root import Root
 
 CANDIDATES = ("/opt/kvmbridge/bin/kvmbridge", "/usr/local/bin/kvmbridge", "/usr/bin/kvmbridge")
