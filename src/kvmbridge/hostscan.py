@@ -1,6 +1,6 @@
-"""Read the running host (`ip -j`) into plain facts, and turn them into a starter profile.
+"""Turn the running host's facts into a starter profile (`init --from-host`).
 
-Reading (`read_live_host`) is separate from interpreting (`starter_from_host`)
+Reading (`livehost.read_live_host`) is separate from interpreting (`starter_from_host`)
 so tests feed `ip -j` output captured from namespaces they build.
 """
 
