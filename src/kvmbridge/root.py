@@ -591,19 +591,9 @@ class Root:
         except FileNotFoundError:
             return
         except OSError as exc:
-            if isinstance(exc, Interrupted):
-                raise
-            where = exc.filename if exc.filename and str(exc.filename).startswith("/") else path
-            raise RefusedError(f"{where}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
+            raise _lock_open_refusal(exc, path) from None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise RefusedError(f"{path}: the lock is not a regular file; nothing was changed")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RefusedError(
-                    f"{path}: another kvmbridge install or rollback holds the lock; try again later"
-                ) from None
+            _flock_regular(fd, path, fcntl.LOCK_SH)
         finally:
             os.close(fd)
 
@@ -619,22 +609,30 @@ class Root:
                     name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=dirfd
                 )
         except OSError as exc:
-            if isinstance(exc, Interrupted):
-                raise
-            where = exc.filename if exc.filename and str(exc.filename).startswith("/") else path
-            raise RefusedError(f"{where}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
+            raise _lock_open_refusal(exc, path) from None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise RefusedError(f"{path}: the lock is not a regular file; nothing was changed")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RefusedError(
-                    f"{path}: another kvmbridge install or rollback holds the lock; try again later"
-                ) from None
+            _flock_regular(fd, path, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+
+def _lock_open_refusal(exc: OSError, path: Path) -> Exception:
+    """The refusal for a lock file that cannot be opened; an interruption stays itself."""
+    if isinstance(exc, Interrupted):
+        return exc
+    where = exc.filename if exc.filename and str(exc.filename).startswith("/") else path
+    return RefusedError(f"{where}: cannot create the lock file ({exc.strerror}); nothing was changed")
+
+
+def _flock_regular(fd: int, path: Path, mode: int) -> None:
+    """Take `mode` on the opened lock without waiting: a lock that is not a regular file or is held is a refusal."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise RefusedError(f"{path}: the lock is not a regular file; nothing was changed")
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RefusedError(f"{path}: another kvmbridge install or rollback holds the lock; try again later") from None
 
 
 def _sync_landed(dirfd: int, path: Path) -> None:
