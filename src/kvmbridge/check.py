@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
@@ -158,6 +159,10 @@ def _verdicts(part: list[Pair], templates: Path | None) -> tuple[list[Verdict], 
 
 
 def _work(part: list[Pair], templates: Path | None, send: Connection) -> None:
+    # Ctrl-C reaches the whole process group, systemd's SIGTERM the whole unit: the parent alone
+    # answers them and kills its workers (a worker's own KeyboardInterrupt printed a traceback).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     send.send(_verdicts(part, templates))
     send.close()
 

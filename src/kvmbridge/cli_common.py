@@ -6,10 +6,14 @@ Part of the command line (with `cli` and `cli_guard`): the only modules that pri
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -29,13 +33,64 @@ templates_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP outside a transaction (which undoes on its own, exit 4).
+
+    A BaseException, so no `except OSError`/`except Exception` on the way swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(signum)
+
+
+@contextmanager
+def _stopped_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (systemd, `timeout`, Ansible) and SIGHUP (a closed terminal) end us the way Ctrl-C does.
+
+    By default they kill Python outright: no `finally` runs, so a checker child (ifquery, netplan),
+    check's forked workers and temporary files outlived the command.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _die_by(signum: int) -> None:
+    """Die by the signal itself, so a shell loop stops and systemd counts a stop as clean (143 would be "failed")."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    sys.exit(128 + signum)  # only if the signal is blocked
+
+
 def handle_errors(func: F) -> F:
-    """Turn our typed errors into lines on stderr and the contract's exit code."""
+    """Turn our typed errors into lines on stderr and the contract's exit code.
+
+    An interruption outside a transaction ends by its signal once cleaned up: never one of the
+    contract's verdicts (Ctrl-C used to exit 1, which `check` and `diff` mean as "changes").
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with _stopped_like_ctrl_c():
+                return func(*args, **kwargs)
+        except (KeyboardInterrupt, _Stopped) as exc:
+            signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+            click.echo(f"kvmbridge: interrupted by {signal.Signals(signum).name}", err=True)
+            _die_by(signum)
         except KvmbridgeError as exc:
             if os.environ.get("KVMBRIDGE_DEBUG"):
                 raise

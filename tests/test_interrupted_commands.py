@@ -1,0 +1,130 @@
+"""Commands interrupted outside a transaction clean up after themselves and never exit with a verdict.
+
+Before: SIGTERM (systemd, `timeout`, Ansible) killed Python outright, so `validate`'s ifquery child and
+its /tmp/kvmbridge-interfaces-* copy outlived it, as did `check`'s forked workers; Ctrl-C printed
+click's `Aborted!` and exited 1, which `check` and `diff` mean as "the golden trees differ", and each
+check worker printed a KeyboardInterrupt traceback of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import GOLDEN, REPO
+from .roots import no_traceback
+
+ARTICLE = GOLDEN / "article.toml"
+
+
+def _until(condition: object, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _start(tmp_path: Path, *args: str | Path, path: str | None = None) -> subprocess.Popen[str]:
+    """kvmbridge in its own session (a process group a test can signal like a terminal does)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TMPDIR": str(scratch)}
+    env.pop("KVMBRIDGE_DEBUG", None)
+    if path is not None:
+        env["PATH"] = path
+    command = [sys.executable, "-m", "kvmbridge", *map(str, args)]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie waiting for its reaper is gone for our purpose.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _hanging_ifquery(tmp_path: Path) -> tuple[str, Path]:
+    """A PATH whose `ifquery` records its pid and the file it was given, then hangs (a stuck checker)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "ifquery.seen"
+    fake = bin_dir / "ifquery"
+    fake.write_text(f'#!/bin/sh\necho "$$ $2" > {seen}.part && mv {seen}.part {seen}\nexec sleep 600\n')
+    fake.chmod(0o755)
+    return f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", seen
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_validate_interrupted_kills_its_checker_and_removes_its_copy(tmp_path: Path, sig: signal.Signals) -> None:
+    path, seen = _hanging_ifquery(tmp_path)
+    process = _start(tmp_path, "validate", ARTICLE, path=path)
+    try:
+        _until(seen.exists, "the checker to start")
+        checker, copy = seen.read_text().split()
+        assert Path(copy).exists() and Path(copy).parent == tmp_path / "tmp"
+        process.send_signal(sig)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == -sig, (process.returncode, stderr)
+    assert stderr == f"kvmbridge: interrupted by {sig.name}\n"
+    assert no_traceback(stdout, stderr)
+    _until(lambda: not _alive(int(checker)), "the checker to be killed", 10)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_check_interrupted_with_workers_leaves_no_process_and_no_verdict(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C (the terminal signals the whole group) and systemd's stop (SIGTERM to every process of the unit)."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    for n in range(6000):
+        shutil.copyfile(ARTICLE, profiles / f"h{n}.toml")
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    process = _start(tmp_path, "check", "--golden", golden, "--jobs", "3", profiles)
+    try:
+        _until(lambda: len(_children(process.pid)) >= 2 or process.poll() is not None, "the check workers")
+        assert process.poll() is None, "the check ended before it could be interrupted"
+        os.killpg(process.pid, sig)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == -sig, (process.returncode, stderr[-2000:])
+    assert stderr == f"kvmbridge: interrupted by {sig.name}\n"
+    assert no_traceback(stdout, stderr)
+    _until(lambda: _group_gone(process.pid), "every check worker to be gone", 10)
+    assert list(golden.iterdir()) == []
