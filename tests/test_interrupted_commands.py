@@ -40,10 +40,18 @@ def _start(tmp_path: Path, *args: str | Path, path: str | None = None) -> subpro
     env.pop("KVMBRIDGE_DEBUG", None)
     if path is not None:
         env["PATH"] = path
-    command = [sys.executable, "-m", "kvmbridge", *map(str, args)]
+    # An ignored SIGINT is inherited (pytest-xdist's workers ignore it) and Python then keeps ignoring
+    # it: the default comes back before kvmbridge starts, as in a terminal.
+    command = [sys.executable, "-c", _SIGINT_AS_IN_A_TERMINAL, *map(str, args)]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
     )
+
+
+_SIGINT_AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'kvmbridge', *sys.argv[1:]])"
+)
 
 
 def _alive(pid: int) -> bool:

@@ -116,12 +116,17 @@ def _checked(pairs: list[Pair], templates: Path | None, workers: int) -> Iterato
     context = multiprocessing.get_context("fork")
     jobs: list[tuple[ForkProcess, Connection]] = []
     try:
-        for part in slices[1:]:
-            receive, send = context.Pipe(duplex=False)
-            process = context.Process(target=_work, args=(part, templates, send), daemon=True)
-            process.start()
-            send.close()
-            jobs.append((process, receive))
+        # Blocked across the forks: a Ctrl-C landing in a child before `_work` ignores it printed a traceback.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+        try:
+            for part in slices[1:]:
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_work, args=(part, templates, send, mask), daemon=True)
+                process.start()
+                send.close()
+                jobs.append((process, receive))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         answers = [_verdicts(slices[0], templates)]
         for (_, conn), part in zip(jobs, slices[1:], strict=True):
             try:
@@ -158,11 +163,15 @@ def _verdicts(part: list[Pair], templates: Path | None) -> tuple[list[Verdict], 
     return verdicts, None
 
 
-def _work(part: list[Pair], templates: Path | None, send: Connection) -> None:
+_GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _work(part: list[Pair], templates: Path | None, send: Connection, mask: set[signal.Signals]) -> None:
     # Ctrl-C reaches the whole process group, systemd's SIGTERM the whole unit: the parent alone
     # answers them and kills its workers (a worker's own KeyboardInterrupt printed a traceback).
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in _GROUP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     send.send(_verdicts(part, templates))
     send.close()
 
