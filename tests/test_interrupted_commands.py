@@ -80,6 +80,15 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _many_profiles(tmp_path: Path) -> Path:
+    """Enough profiles that three workers are still busy when the test signals them."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    for n in range(6000):
+        shutil.copyfile(ARTICLE, profiles / f"h{n}.toml")
+    return profiles
+
+
 def _hanging_ifquery(tmp_path: Path) -> tuple[str, Path]:
     """A PATH whose `ifquery` records its pid and the file it was given, then hangs (a stuck checker)."""
     bin_dir = tmp_path / "bin"
@@ -115,10 +124,7 @@ def test_validate_interrupted_kills_its_checker_and_removes_its_copy(tmp_path: P
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_check_interrupted_with_workers_leaves_no_process_and_no_verdict(tmp_path: Path, sig: signal.Signals) -> None:
     """Ctrl-C (the terminal signals the whole group) and systemd's stop (SIGTERM to every process of the unit)."""
-    profiles = tmp_path / "profiles"
-    profiles.mkdir()
-    for n in range(6000):
-        shutil.copyfile(ARTICLE, profiles / f"h{n}.toml")
+    profiles = _many_profiles(tmp_path)
     golden = tmp_path / "golden"
     golden.mkdir()
     process = _start(tmp_path, "check", "--golden", golden, "--jobs", "3", profiles)
@@ -136,3 +142,19 @@ def test_check_interrupted_with_workers_leaves_no_process_and_no_verdict(tmp_pat
     assert no_traceback(stdout, stderr)
     _until(lambda: _group_gone(process.pid), "every check worker to be gone", 10)
     assert list(golden.iterdir()) == []
+
+
+def test_check_killed_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """SIGKILL or the OOM killer take the parent alone: its workers hung forever writing verdicts
+    into a pipe whose read end they had inherited."""
+    profiles = _many_profiles(tmp_path)
+    process = _start(tmp_path, "check", "--golden", tmp_path / "golden", "--jobs", "3", profiles)
+    try:
+        _until(lambda: len(_children(process.pid)) >= 2 or process.poll() is not None, "the check workers")
+        assert process.poll() is None, "the check ended before it could be killed"
+        process.kill()
+        process.wait()
+        _until(lambda: _group_gone(process.pid), "every check worker to be gone", 10)
+    finally:
+        if not _group_gone(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)

@@ -121,7 +121,7 @@ def _checked(pairs: list[Pair], templates: Path | None, workers: int) -> Iterato
         try:
             for part in slices[1:]:
                 receive, send = context.Pipe(duplex=False)
-                process = context.Process(target=_work, args=(part, templates, send, mask), daemon=True)
+                process = context.Process(target=_work, args=(part, templates, send, mask, os.getpid()), daemon=True)
                 process.start()
                 send.close()
                 jobs.append((process, receive))
@@ -164,9 +164,21 @@ def _verdicts(part: list[Pair], templates: Path | None) -> tuple[list[Verdict], 
 
 
 _GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_PR_SET_PDEATHSIG = 1
 
 
-def _work(part: list[Pair], templates: Path | None, send: Connection, mask: set[signal.Signals]) -> None:
+def _die_with(parent: int) -> None:
+    """A worker outlived a SIGKILLed or OOM-killed parent forever: blocked writing verdicts into a pipe
+    whose read end it (and its younger siblings) inherited. The kernel now kills it with its parent."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request: nobody is left to answer
+        os._exit(1)
+
+
+def _work(part: list[Pair], templates: Path | None, send: Connection, mask: set[signal.Signals], parent: int) -> None:
+    _die_with(parent)
     # Ctrl-C reaches the whole process group, systemd's SIGTERM the whole unit: the parent alone
     # answers them and kills its workers (a worker's own KeyboardInterrupt printed a traceback).
     for sig in _GROUP_SIGNALS:
