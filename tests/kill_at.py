@@ -19,7 +19,7 @@ _count = 0
 _signal = signal.Signals[f"SIG{os.environ.get('KILL_SIGNAL', 'KILL')}"]
 
 
-def _die_at_step(self: Root, what: str, path: Path) -> None:
+def _die_at_step(self: object, what: str, path: Path) -> None:
     global _count  # noqa: PLW0603 - one counter per process is the point
     _count += 1
     if _count == int(os.environ["KILL_AT"]):

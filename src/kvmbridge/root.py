@@ -9,6 +9,9 @@ says. The root itself may be a link (`/mnt/image` -> ...).
 
 Mutations all pass through `_mutating`, so tests can inject a failure (or a
 SIGKILL) at the Nth step on a real temporary tree instead of mocking `os`.
+
+The folder walk (path rules, the no-follow descent, bounded reads of one
+file) is `rootwalk.RootWalk`, which `Root` extends.
 """
 
 from __future__ import annotations
@@ -27,11 +30,34 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import KvmbridgeError, RefusedError
+from .rootwalk import (
+    DIR_FLAGS,
+    MAX_READ,
+    NotRegular,
+    RootWalk,
+    TooLarge,
+    kind_of,
+    linked_error,
+    read_regular,
+    read_regular_stat,
+    safe_parts,
+)
+
+__all__ = [
+    "MAX_READ",
+    "TMP_SUFFIX",
+    "Interrupted",
+    "Landed",
+    "OnDisk",
+    "Root",
+    "TooLarge",
+    "linked_error",
+    "read_regular",
+    "safe_parts",
+    "sha256_of",
+]
 
 TMP_SUFFIX = ".kvmbridge-tmp"
-# Larger than any configuration file kvmbridge manages: a 50 GB sparse file is an error, not a MemoryError.
-MAX_READ = 8 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -71,10 +97,6 @@ class Landed(OSError):
     """
 
 
-def linked_error(path: Path) -> OSError:
-    return OSError(errno.ELOOP, "is a symlink or not a folder; refusing to go through it", str(path))
-
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -95,91 +117,8 @@ def _names_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def safe_parts(dest: str) -> list[str]:
-    """The components of an absolute target path; `..`, `.`, empty parts and NUL are refused."""
-    parts = dest.split("/")
-    if not dest.startswith("/") or "\0" in dest or any(p in ("", ".", "..") for p in parts[1:]) or dest == "/":
-        raise RefusedError(f"{dest!r}: not a safe absolute target path")
-    return parts[1:]
-
-
-class Root:
+class Root(RootWalk):
     """A target system mounted at `prefix` (`/` on a real host)."""
-
-    def __init__(self, prefix: Path, *, prefix_may_be_link: bool = True) -> None:
-        """`prefix_may_be_link=False` (golden trees): the prefix's own last name is opened without
-        following a link on every call, so a folder swapped for a link after a check leads nowhere."""
-        self.prefix = Path(os.path.abspath(prefix))
-        self._open_prefix = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if prefix_may_be_link else os.O_NOFOLLOW)
-
-    @property
-    def is_live(self) -> bool:
-        return self.prefix == Path("/")
-
-    def path(self, dest: str) -> Path:
-        """`dest` under the root, for messages only: nothing is ever opened by this joined name."""
-        safe_parts(dest)
-        return self.prefix / dest.lstrip("/")
-
-    # -- walking --------------------------------------------------------------------------------
-
-    def _mutating(self, what: str, path: Path) -> None:
-        """Hook called before every change to the tree; fault-injecting roots override it."""
-
-    @contextmanager
-    def _folder(self, parts: list[str], create: bool = False, mode: int = 0o755) -> Iterator[int]:
-        """A descriptor of the folder `parts` under the root, reached without following any link.
-
-        Missing folders raise FileNotFoundError, or are made (`create`); a link
-        or a non-folder on the way raises ELOOP.
-        """
-        made: list[str] = []
-        with self._folder_made(parts, made, create, mode) as fd:
-            yield fd
-
-    @contextmanager
-    def _folder_made(self, parts: list[str], made: list[str], create: bool, mode: int) -> Iterator[int]:
-        try:
-            fd = os.open(self.prefix, self._open_prefix)
-        except FileNotFoundError:
-            if not create:
-                raise
-            self._mutating("mkdir", self.prefix)
-            os.makedirs(self.prefix, exist_ok=True)
-            fd = os.open(self.prefix, self._open_prefix)
-        try:
-            walked = ""
-            for part in parts:
-                walked += "/" + part
-                try:
-                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    self._mutating("mkdir", self.prefix / walked.lstrip("/"))
-                    try:
-                        os.mkdir(part, mode, dir_fd=fd)
-                        made.append(walked)
-                    except FileExistsError:  # another process made it first: not ours to remove later
-                        pass
-                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                    if walked in made:
-                        os.fchmod(child, mode)
-                except OSError as exc:
-                    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-                        raise linked_error(self.prefix / walked.lstrip("/")) from None
-                    raise
-                os.close(fd)
-                fd = child
-            yield fd
-        finally:
-            os.close(fd)
-
-    @contextmanager
-    def _parent(self, dest: str, create: bool = False) -> Iterator[tuple[int, str]]:
-        parts = safe_parts(dest)
-        with self._folder(parts[:-1], create) as fd:
-            yield fd, parts[-1]
 
     def symlinked_folder(self, dest: str) -> Path | None:
         """The first folder on the way to `dest` that is a symlink (or not a folder): never written through."""
@@ -205,7 +144,7 @@ class Root:
             if exc.errno == errno.ELOOP:
                 return "blocked"
             raise self._unreadable(dest, exc) from None
-        return _kind(st.st_mode)
+        return kind_of(st.st_mode)
 
     def _unreadable(self, dest: str, exc: OSError) -> Exception:
         if isinstance(exc, Interrupted):
@@ -240,7 +179,7 @@ class Root:
 
     def _read_file_at(self, fd: int, name: str, dest: str, limit: int) -> OnDisk:
         """A regular file, its metadata from the descriptor read (not from an earlier stat of the name)."""
-        data, st = _read_regular_stat(fd, name, limit, lambda: self.path(dest))
+        data, st = read_regular_stat(fd, name, limit, lambda: self.path(dest))
         return OnDisk("file", data, None, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
 
     def listdir(self, dest: str) -> list[tuple[str, str]]:
@@ -251,7 +190,7 @@ class Root:
                 out = []
                 for name in sorted(os.listdir(fd)):
                     try:
-                        out.append((name, _kind(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)))
+                        out.append((name, kind_of(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)))
                     except FileNotFoundError:
                         continue
                 return out
@@ -297,7 +236,7 @@ class Root:
                     try:
                         out[dest] = self._read_file_at(fd, name, dest, limit)
                         continue
-                    except _NotRegular:
+                    except NotRegular:
                         pass
                     except TooLarge:  # listed, not read: an extra one is a removal, one in place an update
                         out[dest] = OnDisk("other")
@@ -312,7 +251,7 @@ class Root:
                         out[dest] = OnDisk("other")
                     continue
                 try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     continue
                 self._snapshot_at(child, dest, limit, out)
@@ -354,7 +293,7 @@ class Root:
                                 "refusing to walk further"
                             )
                         try:
-                            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                            child = os.open(name, DIR_FLAGS, dir_fd=fd)
                         except OSError as exc:
                             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                                 continue
@@ -546,7 +485,7 @@ class Root:
         path = self.path(dest)
         try:
             with self._parent(dest) as (dirfd, name):
-                child = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
+                child = os.open(name, DIR_FLAGS, dir_fd=dirfd)
                 try:
                     if os.listdir(child):
                         return False
@@ -644,16 +583,6 @@ def _sync_landed(dirfd: int, path: Path) -> None:
         raise Landed(exc.errno, exc.strerror, str(path)) from None
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    return "other"
-
-
 def _unlink_if_not_dir(dirfd: int, name: str) -> None:
     try:
         st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
@@ -671,52 +600,3 @@ def _finish(fd: int, mode: int, uid: int | None, gid: int | None, *, mtime_ns: i
         os.fchown(fd, uid, gid)
     if mtime_ns is not None:
         os.utime(fd, ns=(mtime_ns, mtime_ns))
-
-
-class TooLarge(KvmbridgeError):
-    """A regular file past the read limit: an error for what must be read, an entry for a tree's listing."""
-
-
-class _NotRegular(KvmbridgeError):
-    """A name listed as a regular file was not one when opened (a link or a FIFO swapped in)."""
-
-
-def read_regular(dirfd: int | None, name: str | Path, limit: int, label: Path | str, *, follow: bool = False) -> bytes:
-    """Read a regular file of at most `limit` bytes; a FIFO, device or huge file is an error, not a hang."""
-    return _read_regular_stat(dirfd, name, limit, lambda: label, follow=follow)[0]
-
-
-def _read_regular_stat(
-    dirfd: int | None, name: str | Path, limit: int, label: Callable[[], Path | str], *, follow: bool = False
-) -> tuple[bytes, os.stat_result]:
-    """`read_regular`, with the opened file's own stat; `label` is only built for a message."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
-    try:
-        fd = os.open(name, flags, dir_fd=dirfd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _NotRegular(f"{label()}: is a symlink; refusing to follow it") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise _NotRegular(f"{label()}: is a directory, not a file")
-        if not stat.S_ISREG(st.st_mode):
-            raise _NotRegular(f"{label()}: is not a regular file (a FIFO, socket or device)")
-        if st.st_size > limit:
-            raise TooLarge(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
-        # Read until end of file (a FUSE or network file system may return short reads before it), asking
-        # for the announced size plus one byte first: a file that did not change is one read and one EOF.
-        chunks, size, want = [], 0, min(st.st_size, limit) + 1
-        while size <= limit:
-            chunk = os.read(fd, want)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            want = min(1 << 20, limit + 1 - size)
-        if size > limit:
-            raise TooLarge(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
-        return b"".join(chunks), st
-    finally:
-        os.close(fd)

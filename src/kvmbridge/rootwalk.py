@@ -1,0 +1,178 @@
+"""Walking a root's folders with openat, and reading one regular file with a bound: the lowest layer of `Root`.
+
+Split from `root` by job. Everything here answers "which folder, reached how":
+the path rules (`safe_parts`), the no-follow `O_DIRECTORY` descent from the
+root's own descriptor, and the bounded read of one regular file that the
+reading side and the profile and guard loaders share. Nothing here knows what
+a caller does with the folder it reaches; `root` reads and changes the tree
+through it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import KvmbridgeError, RefusedError
+
+# Larger than any configuration file kvmbridge manages: a 50 GB sparse file is an error, not a MemoryError.
+MAX_READ = 8 << 20
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def safe_parts(dest: str) -> list[str]:
+    """The components of an absolute target path; `..`, `.`, empty parts and NUL are refused."""
+    parts = dest.split("/")
+    if not dest.startswith("/") or "\0" in dest or any(p in ("", ".", "..") for p in parts[1:]) or dest == "/":
+        raise RefusedError(f"{dest!r}: not a safe absolute target path")
+    return parts[1:]
+
+
+def linked_error(path: Path) -> OSError:
+    return OSError(errno.ELOOP, "is a symlink or not a folder; refusing to go through it", str(path))
+
+
+class RootWalk:
+    """A target system mounted at `prefix` (`/` on a real host), its folders reached without following links."""
+
+    def __init__(self, prefix: Path, *, prefix_may_be_link: bool = True) -> None:
+        """`prefix_may_be_link=False` (golden trees): the prefix's own last name is opened without
+        following a link on every call, so a folder swapped for a link after a check leads nowhere."""
+        self.prefix = Path(os.path.abspath(prefix))
+        self._open_prefix = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if prefix_may_be_link else os.O_NOFOLLOW)
+
+    @property
+    def is_live(self) -> bool:
+        return self.prefix == Path("/")
+
+    def path(self, dest: str) -> Path:
+        """`dest` under the root, for messages only: nothing is ever opened by this joined name."""
+        safe_parts(dest)
+        return self.prefix / dest.lstrip("/")
+
+    # -- walking --------------------------------------------------------------------------------
+
+    def _mutating(self, what: str, path: Path) -> None:
+        """Hook called before every change to the tree; fault-injecting roots override it.
+
+        Defined on the walk, not on `Root`, because the walk itself changes the tree when it makes a
+        missing folder (`create`).
+        """
+
+    @contextmanager
+    def _folder(self, parts: list[str], create: bool = False, mode: int = 0o755) -> Iterator[int]:
+        """A descriptor of the folder `parts` under the root, reached without following any link.
+
+        Missing folders raise FileNotFoundError, or are made (`create`); a link
+        or a non-folder on the way raises ELOOP.
+        """
+        made: list[str] = []
+        with self._folder_made(parts, made, create, mode) as fd:
+            yield fd
+
+    @contextmanager
+    def _folder_made(self, parts: list[str], made: list[str], create: bool, mode: int) -> Iterator[int]:
+        try:
+            fd = os.open(self.prefix, self._open_prefix)
+        except FileNotFoundError:
+            if not create:
+                raise
+            self._mutating("mkdir", self.prefix)
+            os.makedirs(self.prefix, exist_ok=True)
+            fd = os.open(self.prefix, self._open_prefix)
+        try:
+            walked = ""
+            for part in parts:
+                walked += "/" + part
+                try:
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    self._mutating("mkdir", self.prefix / walked.lstrip("/"))
+                    try:
+                        os.mkdir(part, mode, dir_fd=fd)
+                        made.append(walked)
+                    except FileExistsError:  # another process made it first: not ours to remove later
+                        pass
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                    if walked in made:
+                        os.fchmod(child, mode)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                        raise linked_error(self.prefix / walked.lstrip("/")) from None
+                    raise
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _parent(self, dest: str, create: bool = False) -> Iterator[tuple[int, str]]:
+        parts = safe_parts(dest)
+        with self._folder(parts[:-1], create) as fd:
+            yield fd, parts[-1]
+
+
+def kind_of(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "other"
+
+
+class TooLarge(KvmbridgeError):
+    """A regular file past the read limit: an error for what must be read, an entry for a tree's listing."""
+
+
+class NotRegular(KvmbridgeError):
+    """A name listed as a regular file was not one when opened (a link or a FIFO swapped in)."""
+
+
+def read_regular(dirfd: int | None, name: str | Path, limit: int, label: Path | str, *, follow: bool = False) -> bytes:
+    """Read a regular file of at most `limit` bytes; a FIFO, device or huge file is an error, not a hang."""
+    return read_regular_stat(dirfd, name, limit, lambda: label, follow=follow)[0]
+
+
+def read_regular_stat(
+    dirfd: int | None, name: str | Path, limit: int, label: Callable[[], Path | str], *, follow: bool = False
+) -> tuple[bytes, os.stat_result]:
+    """`read_regular`, with the opened file's own stat; `label` is only built for a message."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(name, flags, dir_fd=dirfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(f"{label()}: is a symlink; refusing to follow it") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise NotRegular(f"{label()}: is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(f"{label()}: is not a regular file (a FIFO, socket or device)")
+        if st.st_size > limit:
+            raise TooLarge(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
+        # Read until end of file (a FUSE or network file system may return short reads before it), asking
+        # for the announced size plus one byte first: a file that did not change is one read and one EOF.
+        chunks, size, want = [], 0, min(st.st_size, limit) + 1
+        while size <= limit:
+            chunk = os.read(fd, want)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            want = min(1 << 20, limit + 1 - size)
+        if size > limit:
+            raise TooLarge(f"{label()}: is larger than {limit} bytes; not a file kvmbridge reads")
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
