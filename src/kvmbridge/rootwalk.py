@@ -4,8 +4,8 @@ Split from `root` by job. Everything here answers "which folder, reached how":
 the path rules (`safe_parts`), the no-follow `O_DIRECTORY` descent from the
 root's own descriptor, and the bounded read of one regular file that the
 reading side and the profile and guard loaders share. Nothing here knows what
-a caller does with the folder it reaches; `root` reads and changes the tree
-through it.
+a caller does with the folder it reaches; `rootread` reads through it and
+`root` changes the tree through it.
 """
 
 from __future__ import annotations
