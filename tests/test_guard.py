@@ -671,3 +671,63 @@ def test_the_guard_units_clear_every_python_variable_systemd_could_pass(root: Pa
         names = set(unset.removeprefix("UnsetEnvironment=").split())
         assert {"PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONPYCACHEPREFIX", "PYTHONSTARTUP"} <= names
         assert text.index("UnsetEnvironment=") < text.index("ExecStart=")
+
+
+def test_a_signal_once_the_revert_committed_still_writes_its_record_and_report(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ATTACK9c F4: a SIGTERM (shutdown racing the deadline) right after the revert's rollback left no
+    guard-expired.json and no "undo the revert" line, and the unit still ended clean."""
+    import signal
+
+    from kvmbridge import interrupts
+
+    backup = guarded(root)
+    commit = interrupts.commit
+
+    def committed() -> None:
+        commit()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr("kvmbridge.transaction.commit", committed)
+    result = run("expire-guard", "--root", root)
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    assert "kvmbridge: SIGTERM arrived once the work was done: it stands as reported" in result.stderr
+    assert result.stdout.splitlines()[-1].startswith("kvmbridge boot guard: undo the revert with: kvmbridge rollback ")
+    assert json.loads((root / EXPIRED).read_text())["backup"] == backup
+
+
+def test_a_signal_during_confirm_never_leaves_half_the_guard_or_a_false_error(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ATTACK9c F6: a signal during the removals became "guard.json: cannot remove: interrupted" (exit 2)
+    naming a file that was removed. Now the removals go together: all done (exit 0) or none (exit 4)."""
+    import signal
+
+    from kvmbridge.root import Root
+
+    guarded(root)
+    pristine = root.with_name("armed")
+    shutil.copytree(root, pristine, symlinks=True)
+    step = 0
+    while True:
+        step += 1
+        shutil.rmtree(root)
+        shutil.copytree(pristine, root, symlinks=True)
+        count = {"n": 0}
+
+        def mutating(self: Root, what: str, path: Path, at: int = step, count: dict[str, int] = count) -> None:
+            count["n"] += 1
+            if count["n"] == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        monkeypatch.setattr(Root, "_mutating", mutating)
+        result = run("confirm", "--root", root)
+        monkeypatch.undo()
+        left = [rel for rel in GUARD_FILES if (root / rel).exists() or (root / rel).is_symlink()]
+        if count["n"] < step:  # no signal was sent: every step is covered
+            break
+        assert result.exit_code in (0, 4), (step, result.exit_code, result.stderr)
+        assert left == ([] if result.exit_code == 0 else GUARD_FILES), (step, result.stderr)
+    assert step > len(GUARD_FILES), step

@@ -264,3 +264,109 @@ def test_a_killed_rollback_s_restored_originals_stay_the_admin_s_for_the_next_in
             assert not interfaces.exists(), step  # kvmbridge's own: removed as after a finished install
         shutil.rmtree(root)
     assert restored_seen, "no kill fell after the original was restored"
+
+
+def _signals_at(monkeypatch: pytest.MonkeyPatch, step: int, *sigs: signal.Signals) -> None:
+    """Several signals at once: Python runs the first handler, the others at the next check, i.e.
+    while the first one's exception unwinds through Root's cleanups, before any undo has begun."""
+    count = {"n": 0}
+
+    def mutating(self: Root, what: str, path: Path) -> None:
+        count["n"] += 1
+        if count["n"] == step:  # all pending at once: no handler runs between the kills
+            signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+            for sig in sigs:
+                os.kill(os.getpid(), sig)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+
+    monkeypatch.setattr(Root, "_mutating", mutating)
+
+
+def test_a_second_signal_while_the_first_unwinds_never_skips_the_undo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ATTACK9c F1: a second signal landing before the undo had set its flag raised again inside
+    `except`, skipped the undo and reported "nothing was changed" over a half-installed root (exit 4)."""
+    pristine = seed_old_host(tmp_path / "pristine")
+    old = etc_files(pristine)
+    for step in range(1, len(steps_of_install(tmp_path)) + 1, 2):
+        root = tmp_path / f"s{step}"
+        shutil.copytree(pristine, root, symlinks=True)
+        _signals_at(monkeypatch, step, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        result = run("install", ARTICLE, "--root", root)
+        monkeypatch.undo()
+        assert result.exit_code == 4, (step, result.stderr)
+        assert etc_files(root) == old, step
+        assert list_backups(Root(root)) == [], step
+        assert no_traceback(result.stdout, result.stderr), step
+        shutil.rmtree(root)
+
+
+def _signal_once_committed(monkeypatch: pytest.MonkeyPatch, sig: signal.Signals) -> None:
+    """A signal the moment the transaction commits: after its last change, before anything is printed."""
+    from kvmbridge import interrupts
+
+    commit = interrupts.commit
+
+    def committed() -> None:
+        commit()
+        os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(interrupts, "commit", committed)
+    for module in ("kvmbridge.transaction", "kvmbridge.guardrun"):
+        monkeypatch.setattr(f"{module}.commit", committed)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_once_the_install_committed_keeps_its_report_and_its_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
+) -> None:
+    """ATTACK9c F2/F5: a finished install was reported as "nothing was changed" (exit 4), died with a
+    traceback, or died by the signal before printing the backup ID and the way back."""
+    root = seed_old_host(tmp_path / "root")
+    _signal_once_committed(monkeypatch, sig)
+    result = run("install", ARTICLE, "--root", root)
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    assert any(line.startswith("undo with: kvmbridge rollback ") for line in result.stdout.splitlines())
+    assert f"kvmbridge: {sig.name} arrived once the work was done: it stands as reported" in result.stderr
+    assert no_traceback(result.stdout, result.stderr)
+    assert run("install", ARTICLE, "--root", root).stdout.startswith("nothing to do: ")
+
+
+def test_a_signal_during_the_rollback_s_cleanup_is_not_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ATTACK9c F6: `remove_empty_folders` after the rollback committed caught the `Interrupted` of a
+    signal as any OSError: exit 0, the signal lost without a word."""
+    root = seed_old_host(tmp_path / "root")
+    assert run("install", ARTICLE, "--root", root).exit_code == 0
+    _signal_once_committed(monkeypatch, signal.SIGTERM)
+    result = run("rollback", "--root", root)
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    assert "kvmbridge: SIGTERM arrived once the work was done: it stands as reported" in result.stderr
+
+
+def test_nohup_install_survives_the_hang_up(tmp_path: Path) -> None:
+    """A SIGHUP ignored when kvmbridge started (`nohup`) stays ignored: the transaction used to take it
+    over and undo the install the admin had protected from a closing terminal."""
+    log = steps_of_install(tmp_path)
+    step = next(i for i, s in enumerate(log, 1) if s == f"rename {tmp_path}/count/etc/network/interfaces")
+    root = seed_old_host(tmp_path / "root")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "KILL_AT": str(step), "KILL_SIGNAL": "HUP"}
+    nohup = "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    command = [
+        sys.executable,
+        "-c",
+        nohup,
+        str(REPO / "tests/kill_at.py"),
+        "install",
+        str(ARTICLE),
+        "--root",
+        str(root),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    rendered = {f.path: f.data for f in render(load_profile(ARTICLE))}
+    assert (root / "etc/network/interfaces").read_bytes() == rendered["/etc/network/interfaces"]

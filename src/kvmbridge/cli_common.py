@@ -8,16 +8,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 import click
 
+from . import interrupts
 from .errors import EXIT_OK, KvmbridgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,39 +29,6 @@ templates_option = click.option(
     help="Folder of templates that override the built-in ones by name.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
-
-
-class _Stopped(BaseException):
-    """SIGTERM or SIGHUP outside a transaction (which undoes on its own, exit 4).
-
-    A BaseException, so no `except OSError`/`except Exception` on the way swallows it.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stopped(signum)
-
-
-@contextmanager
-def _stopped_like_ctrl_c() -> Iterator[None]:
-    """SIGTERM (systemd, `timeout`, Ansible) and SIGHUP (a closed terminal) end us the way Ctrl-C does.
-
-    By default they kill Python outright: no `finally` runs, so a checker child (ifquery, netplan),
-    check's forked workers and temporary files outlived the command.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _die_by(signum: int) -> None:
@@ -85,18 +50,23 @@ def handle_errors(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with _stopped_like_ctrl_c():
-                return func(*args, **kwargs)
-        except (KeyboardInterrupt, _Stopped) as exc:
-            signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
-            click.echo(f"kvmbridge: interrupted by {signal.Signals(signum).name}", err=True)
-            _die_by(signum)
-        except KvmbridgeError as exc:
-            if os.environ.get("KVMBRIDGE_DEBUG"):
-                raise
-            for line in exc.lines:
-                click.echo(line, err=True)
-            sys.exit(exc.exit_code)
+            with interrupts.handled():
+                try:
+                    result = func(*args, **kwargs)
+                except KvmbridgeError as exc:
+                    if os.environ.get("KVMBRIDGE_DEBUG"):
+                        raise
+                    interrupts.hold()  # the lines that say what happened are never cut short
+                    for line in exc.lines:
+                        click.echo(line, err=True)
+                    sys.exit(exc.exit_code)
+                for signum in interrupts.late_signals():
+                    name = signal.Signals(signum).name
+                    click.echo(f"kvmbridge: {name} arrived once the work was done: it stands as reported", err=True)
+                return result
+        except interrupts.Stopped as exc:
+            click.echo(f"kvmbridge: interrupted by {signal.Signals(exc.signum).name}", err=True)
+            _die_by(exc.signum)
         except BrokenPipeError:  # `kvmbridge render x.toml | head`: the reader left, not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_OK)

@@ -22,6 +22,7 @@ from .formats import NETXML
 from .formats.netxml import NETWORKS_DIR
 from .guard import EXPIRED, GUARD, GUARD_FILES, ExpiredRecord, GuardRecord, expired_bytes, expiry_reason, read_guard
 from .install import locked, refuse_unprivileged, rollback
+from .interrupts import commit
 from .livefacts import Facts, gather_facts
 from .livestatus import Status, compare
 from .model import HostProfile
@@ -56,6 +57,7 @@ def confirm(root: Root) -> Confirmed:
             if folder is not None:
                 raise RefusedError(f"{folder}: is a symlink; refusing to remove {dest} through it; nothing was changed")
         removed = []
+        commit()  # the guard's files go all together: a signal now waits until they are gone
         for dest in GUARD_FILES:
             if root.read(dest).kind == "missing":
                 continue

@@ -20,6 +20,7 @@ from .guard import (
     refuse_unreadable,
 )
 from .guardfiles import EXPIRED, GUARD, GUARD_FILES
+from .interrupts import undoing
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
 from .preflight import area_refusal, linked_area_refusal, plan_refusal
@@ -35,7 +36,7 @@ from .state import (
     read_state,
     unfinished_manifest,
 )
-from .transaction import Op, apply, new_backup_id, remove_empty_folders, restore_ops, signals_undo
+from .transaction import Op, apply, new_backup_id, remove_empty_folders, restore_ops
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def locked(root: Root) -> Iterator[None]:
 
     From the lock on, SIGINT/SIGTERM/SIGHUP undo the work like any failure (exit 4).
     """
-    with signals_undo():
+    with undoing():
         try:
             with root.lock(LOCK):
                 yield

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
-from types import FrameType
 
 from .errors import RefusedError, RollbackFailedError, RolledBackError
+from .interrupts import commit, hold
 from .root import Interrupted, Landed, OnDisk, Root, sha256_of
 from .state import BACKUPS, Entry, Manifest, backup_copy, backup_dir, manifest_path
 
@@ -40,43 +38,6 @@ class Op:
     @property
     def sha256(self) -> str | None:
         return sha256_of(self.data, self.link)
-
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_deferred: list[int] = []
-_defer = threading.local()
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    if getattr(_defer, "on", False):
-        _deferred.append(signum)
-        return
-    raise Interrupted(errno.EINTR, f"interrupted by {signal.Signals(signum).name}")
-
-
-@contextmanager
-def signals_undo() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP raise `Interrupted` inside the block instead of killing us half-way."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _deferred.clear()
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """While undoing, a second Ctrl-C must not leave the undo half done."""
-    _defer.on = True
-    try:
-        yield
-    finally:
-        _defer.on = False
 
 
 def new_backup_id(root: Root) -> str:
@@ -128,9 +89,10 @@ def apply(
                 raise
             done.append(op)
         root.write_file(manifest_path(backup_id), manifest.done().to_bytes(), 0o600)
+        commit()
     except OSError as exc:
-        with _signals_deferred():
-            _undo(root, manifest, done, before, _reason(exc))
+        hold()
+        _undo(root, manifest, done, before, _reason(exc))
     return manifest.done()
 
 
@@ -180,8 +142,8 @@ def _take_backup(
         )
         root.write_file(manifest_path(backup_id), manifest.to_bytes(), 0o600)
     except OSError as exc:
-        with _signals_deferred():
-            _discard(root, folder)
+        hold()
+        _discard(root, folder)
         raise RolledBackError(
             f"{exc.filename or root.path(folder)}: cannot take the backup ({_reason(exc)}); nothing was changed"
         ) from None
