@@ -247,6 +247,9 @@ def _update_refusal(result: HostCheck) -> str | None:
     if tree not in ("dir", "missing"):
         return f"{result.golden}: is a {tree}, not a folder; refusing to update it"
     golden = Root(result.golden, prefix_may_be_link=False)
+    redirectable = golden.redirectable() or Root(base).redirectable()
+    if redirectable is not None:
+        return f"{redirectable}; as root, refusing to update {result.golden}"
     for change in result.changes:
         linked = golden.symlinked_folder(change.path)
         if linked is not None:

@@ -94,11 +94,15 @@ def linked_area_refusal(root: Root) -> RefusedError | None:
 
 
 def area_refusal(root: Root) -> RefusedError | None:
-    """Linked state/backup folders, then a lock someone else holds (or that is no lock file).
+    """A root path another user could redirect, linked state/backup folders, then a lock someone else
+    holds (or that is no lock file).
 
     Only reads: the lock is probed, never made or held, so the dry run sees what install would
     (and install itself refuses before it makes a lock file).
     """
+    redirectable = root.redirectable()
+    if redirectable is not None:
+        return RefusedError(f"{redirectable}; as root, kvmbridge changes nothing in {root.prefix}; nothing was changed")
     linked = linked_area_refusal(root)
     if linked is not None:
         return linked

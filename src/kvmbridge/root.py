@@ -140,7 +140,7 @@ class Root(RootReader):
         path = self.path(dest)
         name = safe_parts(dest)[-1]
         tmp = f".{name}{TMP_SUFFIX}"
-        self._mutating("write", path)
+        self._change("write", path)
         _unlink_if_not_dir(dirfd, tmp)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
         try:
@@ -168,7 +168,7 @@ class Root(RootReader):
         path = self.path(dest)
         with self._parent(source) as (srcfd, srcname), self._parent(dest) as (dirfd, name):
             tmp = f".{name}{TMP_SUFFIX}"
-            self._mutating("link", path)
+            self._change("link", path)
             _unlink_if_not_dir(dirfd, tmp)
             os.link(srcname, tmp, src_dir_fd=srcfd, dst_dir_fd=dirfd, follow_symlinks=False)
             try:
@@ -198,14 +198,14 @@ class Root(RootReader):
         path = self.path(dest)
         name = safe_parts(dest)[-1]
         tmp = f".{name}{TMP_SUFFIX}"
-        self._mutating("symlink", path)
+        self._change("symlink", path)
         _unlink_if_not_dir(dirfd, tmp)
         os.symlink(link, tmp, dir_fd=dirfd)
         self._rename(dirfd, tmp, name, path, sync=sync)
 
     def _rename(self, dirfd: int, tmp: str, name: str, path: Path, *, sync: bool = True) -> None:
         try:
-            self._mutating("rename", path)
+            self._change("rename", path)
             os.replace(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
         except BaseException:
             _unlink_if_not_dir(dirfd, tmp)
@@ -225,7 +225,7 @@ class Root(RootReader):
                     return
                 if stat.S_ISDIR(st.st_mode):
                     raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
-                self._mutating("remove", path)
+                self._change("remove", path)
                 os.unlink(name, dir_fd=dirfd)
                 _sync_landed(dirfd, path)
         except FileNotFoundError:
@@ -243,7 +243,7 @@ class Root(RootReader):
                         return False
                 finally:
                     os.close(child)
-                self._mutating("rmdir", path)
+                self._change("rmdir", path)
                 os.rmdir(name, dir_fd=dirfd)
                 return True
         except FileNotFoundError:
@@ -295,7 +295,7 @@ class Root(RootReader):
         try:
             self.makedirs(os.path.dirname(dest))
             with self._parent(dest) as (dirfd, name):
-                self._mutating("lock", path)
+                self._change("lock", path)
                 fd = os.open(
                     name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=dirfd
                 )

@@ -145,7 +145,7 @@ class RootReader(RootWalk):
         """
         out: dict[str, OnDisk] = {}
         try:
-            fd = os.open(self.prefix, self._open_prefix)
+            fd = self._root_fd()
         except FileNotFoundError:
             return out
         except OSError as exc:

@@ -40,10 +40,36 @@ class RootWalk:
     """A target system mounted at `prefix` (`/` on a real host), its folders reached without following links."""
 
     def __init__(self, prefix: Path, *, prefix_may_be_link: bool = True) -> None:
-        """`prefix_may_be_link=False` (golden trees): the prefix's own last name is opened without
-        following a link on every call, so a folder swapped for a link after a check leads nowhere."""
+        """`prefix_may_be_link=False` (golden trees): the prefix's own last name must not be a link."""
         self.prefix = Path(os.path.abspath(prefix))
-        self._open_prefix = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if prefix_may_be_link else os.O_NOFOLLOW)
+        self._may_be_link = prefix_may_be_link
+        self._fd: int | None = None
+        self._redirectable: str | None = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)  # type: ignore[arg-type]
+
+    def _root_fd(self) -> int:
+        """A fresh descriptor of the root folder, opened from the one pinned at first use.
+
+        The root is looked up by name once per `Root`: swapping the folder for a link while we
+        work (ATTACK9c F7: 17 of 20 installs wrote into the other tree) changes nothing after that.
+        """
+        if self._fd is None:
+            self._fd, self._redirectable = _pin(self.prefix, self._may_be_link)
+        return os.open(".", DIR_FLAGS, dir_fd=self._fd)
+
+    def redirectable(self) -> str | None:
+        """Why someone other than root could have swapped the root's path for a link (None: nobody).
+
+        Root changes no such tree (`_change`): the pin holds for one run, not for the next.
+        """
+        try:
+            os.close(self._root_fd())
+        except OSError:
+            return None  # no root yet: judged once it exists, before any change inside it
+        return self._redirectable
 
     @property
     def is_live(self) -> bool:
@@ -55,6 +81,15 @@ class RootWalk:
         return self.prefix / dest.lstrip("/")
 
     # -- walking --------------------------------------------------------------------------------
+
+    def _change(self, what: str, path: Path) -> None:
+        """Called before every change to the tree: the refusal of a redirectable root, then the hook."""
+        if self._fd is not None and self._redirectable is not None:
+            raise RefusedError(
+                f"{self._redirectable}; as root, kvmbridge changes nothing in {self.prefix} "
+                "(move the tree somewhere only root can rename, or run as that user)"
+            )
+        self._mutating(what, path)
 
     def _mutating(self, what: str, path: Path) -> None:
         """Hook called before every change to the tree; fault-injecting roots override it.
@@ -77,13 +112,13 @@ class RootWalk:
     @contextmanager
     def _folder_made(self, parts: list[str], made: list[str], create: bool, mode: int) -> Iterator[int]:
         try:
-            fd = os.open(self.prefix, self._open_prefix)
+            fd = self._root_fd()
         except FileNotFoundError:
             if not create:
                 raise
-            self._mutating("mkdir", self.prefix)
+            self._change("mkdir", self.prefix)
             os.makedirs(self.prefix, exist_ok=True)
-            fd = os.open(self.prefix, self._open_prefix)
+            fd = self._root_fd()
         try:
             walked = ""
             for part in parts:
@@ -93,7 +128,7 @@ class RootWalk:
                 except FileNotFoundError:
                     if not create:
                         raise
-                    self._mutating("mkdir", self.prefix / walked.lstrip("/"))
+                    self._change("mkdir", self.prefix / walked.lstrip("/"))
                     try:
                         os.mkdir(part, mode, dir_fd=fd)
                         made.append(walked)
@@ -106,8 +141,9 @@ class RootWalk:
                     if exc.errno in (errno.ENOTDIR, errno.ELOOP):
                         raise linked_error(self.prefix / walked.lstrip("/")) from None
                     raise
-                os.close(fd)
-                fd = child
+                # Swapped before closing: a signal between the two never closes a descriptor twice (F3).
+                fd, parent = child, fd
+                os.close(parent)
             yield fd
         finally:
             os.close(fd)
@@ -117,6 +153,61 @@ class RootWalk:
         parts = safe_parts(dest)
         with self._folder(parts[:-1], create) as fd:
             yield fd, parts[-1]
+
+
+MAX_LINKS = 40
+
+
+def _pin(prefix: Path, may_be_link: bool) -> tuple[int, str | None]:
+    """Open the root folder, and as root say whether anyone else could have redirected its path.
+
+    Walked from `/` one name at a time without following links (a link's text is followed by
+    hand), so what is judged is what is opened. A name can be swapped by whoever may write the
+    folder holding it: a folder not owned by root, or writable by others unless sticky and the
+    name is root's (/tmp/img is fine, /home/alice/img is not).
+    """
+    if os.geteuid() != 0:
+        return os.open(prefix, DIR_FLAGS if not may_be_link else DIR_FLAGS & ~os.O_NOFOLLOW), None
+    names = list(prefix.parts[1:])
+    fd, at, links, problem = os.open("/", DIR_FLAGS), Path("/"), 0, None
+    try:
+        while names:
+            name = names.pop(0)
+            if name in (".", ""):
+                continue
+            if name == "..":
+                fd, parent = os.open("..", DIR_FLAGS, dir_fd=fd), fd
+                os.close(parent)
+                at = at.parent
+                continue
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            problem = problem or _swappable(at, os.fstat(fd), name, st)
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if (not names and not may_be_link) or links > MAX_LINKS:
+                    raise linked_error(at / name)
+                target = os.readlink(name, dir_fd=fd)
+                names = target.split("/") + names
+                if target.startswith("/"):
+                    fd, parent = os.open("/", DIR_FLAGS), fd
+                    os.close(parent)
+                    at = Path("/")
+                continue
+            fd, parent = os.open(name, DIR_FLAGS, dir_fd=fd), fd
+            os.close(parent)
+            at = at / name
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, problem
+
+
+def _swappable(folder: Path, holder: os.stat_result, name: str, entry: os.stat_result) -> str | None:
+    if holder.st_uid != 0:
+        return f"{folder}: owned by uid {holder.st_uid}, who can swap {folder / name} for a link"
+    if holder.st_mode & 0o022 and not (holder.st_mode & stat.S_ISVTX and entry.st_uid == 0):
+        return f"{folder}: writable by others, who can swap {folder / name} for a link"
+    return None
 
 
 def kind_of(mode: int) -> str:

@@ -1,0 +1,152 @@
+"""The root's own path: looked up once per run, and never changed as root where another user could redirect it.
+
+ATTACK9c F7: `Root` opened `--root DIR` by name again at every step, so whoever could rename
+entries in DIR's parent (a build folder in a user's HOME, a group-writable /srv/images) swapped DIR
+for a link to another tree mid-run: 17 of 20 installs wrote files, backups, state and the lock as
+root into the other tree. Now the root folder is pinned at first use, and as root kvmbridge changes
+nothing in a tree whose path someone else could swap (the next run would not be protected by the pin).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kvmbridge.root import Root
+
+from .conftest import GOLDEN, REPO, require_root, run, tree
+from .roots import no_traceback, seed_old_host
+
+ARTICLE = GOLDEN / "article.toml"
+OTHER = GOLDEN / "two-bridges.toml"
+NOBODY = 65534
+
+
+def _sentinel(tmp_path: Path) -> Path:
+    """Stands for `/` on a real host: must come out byte for byte as it went in."""
+    sentinel = tmp_path / "sentinel"
+    (sentinel / "etc/network").mkdir(parents=True)
+    (sentinel / "etc/network/interfaces").write_text("SENTINEL\n")
+    return sentinel
+
+
+def _user_owned_parent(tmp_path: Path) -> Path:
+    """A root-owned staging tree inside a folder another user owns (their HOME, a CI workspace)."""
+    parent = tmp_path / "home-of-nobody"
+    parent.mkdir()
+    seed_old_host(parent / "img")
+    os.chown(parent, NOBODY, NOBODY)
+    return parent
+
+
+def test_install_refuses_a_root_whose_parent_another_user_owns(tmp_path: Path) -> None:
+    require_root()
+    parent = tmp_path / "home-of-nobody"
+    assert run("install", ARTICLE, "--root", seed_old_host(parent / "img")).exit_code == 0
+    os.chown(parent, NOBODY, NOBODY)
+    before = tree(parent)
+    for args in (["install", OTHER], ["install", OTHER, "--dry-run"], ["rollback"]):
+        result = run(*args, "--root", parent / "img")
+        assert result.exit_code == 3, (args, result.stdout, result.stderr)
+        assert f"{parent}: owned by uid {NOBODY}, who can swap {parent}/img for a link" in result.stderr, args
+        assert no_traceback(result.stdout, result.stderr)
+    assert tree(parent) == before
+
+
+def test_a_group_writable_folder_on_the_way_is_refused_a_sticky_one_holding_root_s_tree_is_not(tmp_path: Path) -> None:
+    require_root()
+    shared = tmp_path / "srv-images"
+    seed_old_host(shared / "img")
+    shared.chmod(0o775)
+    result = run("install", ARTICLE, "--root", shared / "img")
+    assert result.exit_code == 3 and f"{shared}: writable by others" in result.stderr, result.stderr
+    shared.chmod(0o1777)  # like /tmp: others cannot rename root's entries
+    assert run("install", ARTICLE, "--root", shared / "img").exit_code == 0
+    mine = tmp_path / "srv-images/theirs"
+    seed_old_host(mine)
+    os.chown(mine, NOBODY, NOBODY)  # their own entry in a sticky folder: theirs to rename
+    result = run("install", ARTICLE, "--root", mine)
+    assert result.exit_code == 3 and f"{shared}: writable by others" in result.stderr, result.stderr
+
+
+def test_a_link_on_the_way_is_judged_where_it_leads(tmp_path: Path) -> None:
+    """`/mnt/image -> /srv/x/img`: the link's own folder and every folder of its target are judged."""
+    require_root()
+    parent = _user_owned_parent(tmp_path)
+    link = tmp_path / "mnt-image"
+    link.symlink_to(parent / "img")
+    result = run("install", ARTICLE, "--root", link)
+    assert result.exit_code == 3 and f"owned by uid {NOBODY}" in result.stderr, result.stderr
+    trusted = tmp_path / "trusted-img"
+    seed_old_host(trusted)
+    link.unlink()
+    link.symlink_to(trusted)
+    assert run("install", ARTICLE, "--root", link).exit_code == 0
+    assert (trusted / "var/lib/kvmbridge/state.json").exists()
+
+
+def test_the_attackers_race_writes_nothing_outside_the_tree(tmp_path: Path) -> None:
+    """The reproducer: another user exchanges DIR and a link to the sentinel as fast as they can."""
+    require_root()
+    sentinel = _sentinel(tmp_path)
+    before = tree(sentinel)
+    parent = _user_owned_parent(tmp_path)
+    other = parent / "other"
+    other.symlink_to(sentinel)
+    os.chown(other, NOBODY, NOBODY, follow_symlinks=False)
+    exchange = (
+        "import ctypes, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "a, b = sys.argv[1].encode(), sys.argv[2].encode()\n"
+        "while True: libc.renameat2(-100, a, -100, b, 2)\n"
+    )
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    attacker = subprocess.Popen([*as_nobody, sys.executable, "-c", exchange, str(parent / "img"), str(other)])
+    try:
+        codes = []
+        for _ in range(10):
+            env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+            command = [sys.executable, "-m", "kvmbridge", "install", str(ARTICLE), "--root", str(parent / "img")]
+            codes.append(subprocess.run(command, capture_output=True, text=True, check=False, env=env).returncode)
+    finally:
+        attacker.kill()
+        attacker.wait()
+    assert set(codes) == {3}, codes
+    assert tree(sentinel) == before
+
+
+class _SwappingRoot(Root):
+    """Renames the tree away and puts a link to the sentinel in its place at the Nth change."""
+
+    def __init__(self, prefix: Path, sentinel: Path, at: int) -> None:
+        super().__init__(prefix)
+        self.sentinel, self.at, self.count = sentinel, at, 0
+
+    def _mutating(self, what: str, path: Path) -> None:
+        self.count += 1
+        if self.count == self.at:
+            self.prefix.rename(self.prefix.with_name("moved"))
+            self.prefix.symlink_to(self.sentinel)
+
+
+@pytest.mark.parametrize("at", [1, 5, 20])
+def test_the_root_is_pinned_a_swap_mid_run_changes_nothing_about_where_writes_go(tmp_path: Path, at: int) -> None:
+    from kvmbridge.install import install
+    from kvmbridge.profile import load_profile
+    from kvmbridge.render import render
+
+    sentinel = _sentinel(tmp_path)
+    before = tree(sentinel)
+    root = seed_old_host(tmp_path / "img")
+    profile = load_profile(ARTICLE)
+    install(profile, render(profile), _SwappingRoot(root, sentinel, at), profile_path=ARTICLE, force=False)
+    assert tree(sentinel) == before
+    moved = tmp_path / "moved"
+    assert (moved / "var/lib/kvmbridge/state.json").exists()
+    assert (moved / "etc/network/interfaces").read_bytes().startswith(b"# Generated from article.toml")
+    shutil.rmtree(moved)
