@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, run
+from .conftest import GOLDEN, REPO, run, tree
+from .roots import seed_old_host
 
 COMMANDS = [["render"], ["validate"], ["diff"], ["install", "--dry-run"], ["check"]]
 
@@ -83,3 +84,14 @@ def test_a_profile_through_a_symlink_is_still_read(tmp_path: Path) -> None:
     link = tmp_path / "kvm01.toml"
     link.symlink_to(REPO / "golden/article.toml")
     assert run("render", link).exit_code == 0
+
+
+def test_an_empty_backup_id_is_refused_not_taken_for_the_newest_set(tmp_path: Path) -> None:
+    """ATTACK9c F6: `rollback ""` (an empty variable in a script) rolled back the newest set."""
+    root = seed_old_host(tmp_path / "root")
+    assert run("install", GOLDEN / "article.toml", "--root", root).exit_code == 0
+    before = tree(root)
+    result = run("rollback", "", "--root", root)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == "'': not a backup ID (see `kvmbridge backups`)\n"
+    assert tree(root) == before

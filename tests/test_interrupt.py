@@ -8,6 +8,7 @@ printed `Aborted!`, exited 1 and left `interfaces` replaced with no state.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -18,14 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from kvmbridge.errors import RolledBackError
 from kvmbridge.install import install, rollback
 from kvmbridge.profile import load_profile
 from kvmbridge.render import render
-from kvmbridge.root import Root, sha256_of
+from kvmbridge.root import Interrupted, Root, sha256_of
 from kvmbridge.state import list_backups, read_state
 
 from .conftest import GOLDEN, REPO, run, tree
-from .roots import Killed, KillingRoot, after_rule_findings, etc_files, no_traceback, seed_old_host
+from .roots import FaultyRoot, Killed, KillingRoot, after_rule_findings, etc_files, no_traceback, seed_old_host
 
 ARTICLE = GOLDEN / "article.toml"
 OTHER = GOLDEN / "two-bridges.toml"
@@ -370,3 +372,67 @@ def test_nohup_install_survives_the_hang_up(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rendered = {f.path: f.data for f in render(load_profile(ARTICLE))}
     assert (root / "etc/network/interfaces").read_bytes() == rendered["/etc/network/interfaces"]
+
+
+class _FullThenKilled(FaultyRoot):
+    """A full disk at step `fail_at` (undone), then SIGKILL at step `kill_at` while the undone set is discarded."""
+
+    def __init__(self, prefix: Path, fail_at: int, kill_at: int) -> None:
+        super().__init__(prefix, fail_at)
+        self.kill_at = kill_at
+
+    def _mutating(self, what: str, path: Path) -> None:
+        if self.count + 1 == self.kill_at:
+            raise Killed(what, str(path))
+        super()._mutating(what, path)
+
+
+def test_a_kill_while_an_undone_set_is_discarded_never_blocks_later_installs(tmp_path: Path) -> None:
+    """ATTACK9c F8: the discard removed the copies first and the manifest last; killed in between, it
+    left an unfinished set without its copies, which every later install had to carry and could not:
+    exit 4 forever, even with --force, and `rollback` said there was nothing to do."""
+    pristine = seed_old_host(tmp_path / "pristine")
+    old = tree(pristine / "etc")
+    profile = load_profile(ARTICLE)
+    fail_at = next(
+        i for i, s in enumerate(steps_of_install(tmp_path), 1) if s.startswith("write") and "/etc/udev/" in s
+    )
+    probe = FaultyRoot(seed_old_host(tmp_path / "probe"), fail_at)
+    with pytest.raises(RolledBackError):
+        install(profile, render(profile), probe, profile_path=ARTICLE, force=False)
+    discard = [i for i, s in enumerate(probe.log, 1) if i > fail_at and "/var/backups/kvmbridge/" in s]
+    assert discard, probe.log
+    for kill_at in discard:
+        root = tmp_path / f"k{kill_at}"
+        shutil.copytree(pristine, root, symlinks=True)
+        with pytest.raises(Killed):
+            install(
+                profile, render(profile), _FullThenKilled(root, fail_at, kill_at), profile_path=ARTICLE, force=False
+            )
+        assert tree(root / "etc") == old, kill_at
+        result = install(profile, render(profile), Root(root), profile_path=ARTICLE, force=False)
+        assert result.manifest is not None, kill_at
+        rollback(Root(root), result.manifest.id, force=False)
+        assert tree(root / "etc") == old, kill_at
+        shutil.rmtree(root)
+
+
+class _SignalBeforeRename(Root):
+    """A signal handled at the start of `_rename` (a point where Python runs handlers), after the
+    temporary file was written and closed."""
+
+    def _rename(self, dirfd: int, tmp: str, name: str, path: Path, *, sync: bool = True) -> None:
+        if name == "99-bridge.rules":  # a new file: the undo removes it and writes nothing there
+            raise Interrupted(errno.EINTR, "interrupted by SIGTERM")
+        super()._rename(dirfd, tmp, name, path, sync=sync)
+
+
+def test_a_signal_between_writing_and_renaming_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """ATTACK9c F6: the undo said "every file was restored" and left the new file's .NAME.kvmbridge-tmp."""
+    root = seed_old_host(tmp_path / "root")
+    old = etc_files(root)
+    profile = load_profile(ARTICLE)
+    with pytest.raises(RolledBackError):
+        install(profile, render(profile), _SignalBeforeRename(root), profile_path=ARTICLE, force=False)
+    assert etc_files(root) == old
+    assert not list(root.rglob("*.kvmbridge-tmp"))

@@ -171,7 +171,7 @@ def rollback(
         ids = list_backups(root)
         if not ids:
             raise RefusedError(f"{root.path('/var/backups/kvmbridge')}: no backup sets; nothing to roll back")
-        chosen = read_manifest(root, backup_id or ids[-1])
+        chosen = read_manifest(root, ids[-1] if backup_id is None else backup_id)
         pending = unfinished_manifest(root, read_state(root))
         _refuse_around_guard(root, chosen.id)
         if for_guard:

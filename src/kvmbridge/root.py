@@ -142,18 +142,21 @@ class Root(RootReader):
         tmp = f".{name}{TMP_SUFFIX}"
         self._change("write", path)
         _unlink_if_not_dir(dirfd, tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+        # One `try` from the open to the rename: a signal raised between any two steps (Python runs
+        # handlers between bytecodes) never leaves the temporary file behind (ATTACK9c F6).
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            _finish(fd, mode, uid, gid, mtime_ns=mtime_ns, sync=sync)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                _finish(fd, mode, uid, gid, mtime_ns=mtime_ns, sync=sync)
+            finally:
+                os.close(fd)
+            self._rename(dirfd, tmp, name, path, sync=sync)
         except BaseException:
-            os.close(fd)
-            _unlink_if_not_dir(dirfd, tmp)
+            _unlink_if_not_dir(dirfd, tmp)  # gone already once renamed
             raise
-        os.close(fd)
-        self._rename(dirfd, tmp, name, path, sync=sync)
 
     @_names_errors
     def restore_by_link(

@@ -215,8 +215,16 @@ def remove_empty_folders(root: Root, folders: Sequence[str]) -> None:
 
 
 def _discard(root: Root, folder: str) -> None:
-    """Remove a backup set that never protected anything (its writes never began, or were all undone)."""
-    with suppress(OSError):  # an unfinished set left behind is carried forward by the next run, never trusted
+    """Remove a backup set that never protected anything (its writes never began, or were all undone).
+
+    Its manifest goes first: a discard cut short (SIGKILL, power cut) then leaves copies that are
+    no set at all, where it used to leave an unfinished set without its copies that every later
+    install had to carry and could not (exit 4 forever, even with --force: ATTACK9c F8).
+    """
+    manifest = f"{folder}/manifest.json"
+    with suppress(OSError):  # a set left whole is carried forward by the next run, never trusted
+        if root.kind(manifest) != "missing":
+            root.remove(manifest)
         root.remove_tree(folder)
 
 
