@@ -42,7 +42,7 @@ def _start(tmp_path: Path, *args: str | Path, path: str | None = None) -> subpro
         env["PATH"] = path
     # An ignored SIGINT is inherited (pytest-xdist's workers ignore it) and Python then keeps ignoring
     # it: the default comes back before kvmbridge starts, as in a terminal.
-    command = [sys.executable, "-c", _SIGINT_AS_IN_A_TERMINAL, *map(str, args)]
+    command = [sys.executable, "-c", _SIGINT_AS_IN_A_TERMINAL, "-m", "kvmbridge", *map(str, args)]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
     )
@@ -50,7 +50,7 @@ def _start(tmp_path: Path, *args: str | Path, path: str | None = None) -> subpro
 
 _SIGINT_AS_IN_A_TERMINAL = (
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.executable, [sys.executable, '-m', 'kvmbridge', *sys.argv[1:]])"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
 )
 
 
@@ -158,3 +158,55 @@ def test_check_killed_leaves_no_worker_behind(tmp_path: Path) -> None:
     finally:
         if not _group_gone(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def _kill_at(step: int, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """kvmbridge sending itself SIGTERM at its Nth change to a tree (tests/kill_at.py)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "KILL_AT": str(step), "KILL_SIGNAL": "TERM"}
+    command = [sys.executable, "-c", _SIGINT_AS_IN_A_TERMINAL, str(REPO / "tests/kill_at.py"), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+
+
+def test_check_update_cancelled_leaves_every_golden_tree_old_or_new(tmp_path: Path) -> None:
+    """ATTACK9c F6: a CI job cancelled during `check --update` left a golden tree half rewritten."""
+    from .conftest import tree
+
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    for name in ("article", "filter-on"):
+        shutil.copytree(GOLDEN / name, fleet / name)
+        shutil.copyfile(GOLDEN / f"{name}.toml", fleet / f"{name}.toml")
+    (fleet / "article.toml").write_text(
+        (fleet / "article.toml").read_text().replace("forward_delay = 0", "forward_delay = 3")
+    )
+    (fleet / "filter-on.toml").write_text((fleet / "filter-on.toml").read_text().replace('"k8s-node1"', '"k8s-node9"'))
+    (fleet / "filter-on/etc/stray").write_text("stray\n")
+    pristine = tmp_path / "pristine"
+    shutil.copytree(fleet, pristine)
+    old = {name: tree(pristine / name) for name in ("article", "filter-on")}
+    done = tmp_path / "done"
+    shutil.copytree(pristine, done)
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "kvmbridge", "check", done / "article.toml", done / "filter-on.toml", "--update"],
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    new = {name: tree(done / name) for name in ("article", "filter-on")}
+    assert all(old[name] != new[name] for name in old)
+    step = 0
+    while True:
+        step += 1
+        shutil.rmtree(fleet)
+        shutil.copytree(pristine, fleet)
+        result = _kill_at(step, "check", fleet / "article.toml", fleet / "filter-on.toml", "--update")
+        for name, before in old.items():
+            assert tree(fleet / name) in (before, new[name]), (step, name, result.stderr)
+        if result.returncode == 0:
+            break
+        assert result.returncode == -signal.SIGTERM, (step, result.stderr)
+        assert result.stderr.endswith("kvmbridge: interrupted by SIGTERM\n"), (step, result.stderr)
+    assert step > 4, step

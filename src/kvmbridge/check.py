@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import KvmbridgeError, UsageError
 from .fileset import RenderedSet
+from .interrupts import whole
 from .plan import Change
 from .root import Root
 
@@ -266,7 +267,8 @@ def update_goldens(results: list[HostCheck]) -> None:
     if refusals:
         raise UsageError(*refusals, "no golden tree was updated")
     for result in changed:
-        update_golden(result)
+        with whole():  # cancelled (Ctrl-C, a CI job stopped): every tree is its old or its new self
+            update_golden(result)
 
 
 def update_golden(result: HostCheck) -> None:

@@ -122,3 +122,21 @@ def commit() -> None:
 def late_signals() -> list[int]:
     """Signals that arrived once the work was committed: the command finishes and says so."""
     return list(dict.fromkeys(_state.held)) if _state.committed else []
+
+
+@contextmanager
+def whole() -> Iterator[None]:
+    """A unit of work no signal cuts in half: signals wait for its end, then act as they would have."""
+    if _state.mode == HOLD:
+        yield
+        return
+    mode, start = _state.mode, len(_state.held)
+    _state.mode = HOLD
+    try:
+        yield
+    finally:
+        _state.mode = mode
+        waiting = _state.held[start:]
+        del _state.held[start:]
+    if waiting:
+        _handler(waiting[0], None)
