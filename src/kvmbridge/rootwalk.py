@@ -42,8 +42,10 @@ class RootWalk:
     def __init__(self, prefix: Path, *, prefix_may_be_link: bool = True) -> None:
         """`prefix_may_be_link=False` (golden trees): the prefix's own last name must not be a link."""
         self.prefix = Path(os.path.abspath(prefix))
+        self._open_prefix = DIR_FLAGS if not prefix_may_be_link else DIR_FLAGS & ~os.O_NOFOLLOW
         self._may_be_link = prefix_may_be_link
         self._fd: int | None = None
+        self._judged = False
         self._redirectable: str | None = None
 
     def __del__(self) -> None:
@@ -57,19 +59,35 @@ class RootWalk:
         work (ATTACK9c F7: 17 of 20 installs wrote into the other tree) changes nothing after that.
         """
         if self._fd is None:
-            self._fd, self._redirectable = _pin(self.prefix, self._may_be_link)
+            self._fd = os.open(self.prefix, self._open_prefix)
         return os.open(".", DIR_FLAGS, dir_fd=self._fd)
 
     def redirectable(self) -> str | None:
         """Why someone other than root could have swapped the root's path for a link (None: nobody).
 
-        Root changes no such tree (`_change`): the pin holds for one run, not for the next.
+        Root changes no such tree (`_change`): the pin holds for one run, not for the next. Judged
+        once, on the first change (reads, the bulk of a fleet check, never pay for it): the path is
+        walked again from `/` by `_trusted_walk`, which must reach the very folder pinned.
         """
+        if self._judged:
+            return self._redirectable
         try:
             os.close(self._root_fd())
         except OSError:
             return None  # no root yet: judged once it exists, before any change inside it
-        return self._redirectable
+        assert self._fd is not None
+        self._judged = True
+        if os.geteuid() != 0:
+            return None
+        fd, problem = _trusted_walk(self.prefix, self._may_be_link)
+        try:
+            walked, pinned = os.fstat(fd), os.fstat(self._fd)
+        finally:
+            os.close(fd)
+        if problem is None and (walked.st_dev, walked.st_ino) != (pinned.st_dev, pinned.st_ino):
+            problem = f"{self.prefix}: changed while kvmbridge looked it up (is someone swapping it?)"
+        self._redirectable = problem
+        return problem
 
     @property
     def is_live(self) -> bool:
@@ -84,7 +102,7 @@ class RootWalk:
 
     def _change(self, what: str, path: Path) -> None:
         """Called before every change to the tree: the refusal of a redirectable root, then the hook."""
-        if self._fd is not None and self._redirectable is not None:
+        if self._fd is not None and self.redirectable() is not None:
             raise RefusedError(
                 f"{self._redirectable}; as root, kvmbridge changes nothing in {self.prefix} "
                 "(move the tree somewhere only root can rename, or run as that user)"
@@ -158,16 +176,14 @@ class RootWalk:
 MAX_LINKS = 40
 
 
-def _pin(prefix: Path, may_be_link: bool) -> tuple[int, str | None]:
-    """Open the root folder, and as root say whether anyone else could have redirected its path.
+def _trusted_walk(prefix: Path, may_be_link: bool) -> tuple[int, str | None]:
+    """Open the root folder again, saying whether anyone but root could have redirected its path.
 
     Walked from `/` one name at a time without following links (a link's text is followed by
     hand), so what is judged is what is opened. A name can be swapped by whoever may write the
     folder holding it: a folder not owned by root, or writable by others unless sticky and the
     name is root's (/tmp/img is fine, /home/alice/img is not).
     """
-    if os.geteuid() != 0:
-        return os.open(prefix, DIR_FLAGS if not may_be_link else DIR_FLAGS & ~os.O_NOFOLLOW), None
     names = list(prefix.parts[1:])
     fd, at, links, problem = os.open("/", DIR_FLAGS), Path("/"), 0, None
     try:
