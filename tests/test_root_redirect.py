@@ -150,3 +150,18 @@ def test_the_root_is_pinned_a_swap_mid_run_changes_nothing_about_where_writes_go
     assert (moved / "var/lib/kvmbridge/state.json").exists()
     assert (moved / "etc/network/interfaces").read_bytes().startswith(b"# Generated from article.toml")
     shutil.rmtree(moved)
+
+
+def test_a_root_swapped_between_the_pin_and_the_first_change_is_refused(tmp_path: Path) -> None:
+    """The trust walk must reach the folder pinned by the first read: else the path changed under us."""
+    from kvmbridge.errors import RefusedError
+
+    require_root()
+    root = seed_old_host(tmp_path / "img")
+    target = Root(root)
+    assert target.kind("/etc/network/interfaces") == "file"  # pinned here
+    root.rename(tmp_path / "moved")
+    root.mkdir()
+    with pytest.raises(RefusedError, match="changed while kvmbridge looked it up"):
+        target.write_file("/etc/kvmbridge-probe", b"x\n", 0o644)
+    assert not list(root.iterdir()) and not (tmp_path / "moved/etc/kvmbridge-probe").exists()
