@@ -436,3 +436,59 @@ def test_a_signal_between_writing_and_renaming_leaves_no_temporary_file(tmp_path
         install(profile, render(profile), _SignalBeforeRename(root), profile_path=ARTICLE, force=False)
     assert etc_files(root) == old
     assert not list(root.rglob("*.kvmbridge-tmp"))
+
+
+def test_a_signal_and_a_full_disk_at_the_same_step_still_undo_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ATTACK9d F2 (its exact window, the handler running at `hold()`'s call in apply's `except`, took a
+    bytecode tracer to hit; this is the same pair of events at every third step): signals inside a
+    transaction now act only at the next step, and there is no next step before the undo holds them."""
+    pristine = seed_old_host(tmp_path / "pristine")
+    old = etc_files(pristine)
+    log = steps_of_install(tmp_path)
+    first = next(i for i, s in enumerate(log, 1) if "/var/backups/kvmbridge/" in s)  # past the lock
+    for step in range(first, len(log) + 1, 3):
+        root = tmp_path / f"s{step}"
+        shutil.copytree(pristine, root, symlinks=True)
+        count = {"n": 0}
+
+        def mutating(self: Root, what: str, path: Path, at: int = step, count: dict[str, int] = count) -> None:
+            count["n"] += 1
+            if count["n"] == at:
+                os.kill(os.getpid(), signal.SIGINT)
+                raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
+
+        monkeypatch.setattr(Root, "_mutating", mutating)
+        result = run("install", ARTICLE, "--root", root)
+        monkeypatch.undo()
+        assert result.exit_code == 4, (step, result.stderr)
+        assert etc_files(root) == old, step
+        assert no_traceback(result.stdout, result.stderr), step
+        shutil.rmtree(root)
+
+
+def test_a_signal_as_the_transaction_begins_is_one_line_and_exit_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ATTACK9d F5: a signal after the transaction's mode was set but before `locked`'s `try` came out
+    as a traceback (exit 1)."""
+    from contextlib import contextmanager
+
+    from kvmbridge import install as install_module
+    from kvmbridge import interrupts
+
+    @contextmanager
+    def undoing_then_signal() -> Iterator[None]:
+        with interrupts.undoing():
+            os.kill(os.getpid(), signal.SIGTERM)
+            yield
+
+    root = seed_old_host(tmp_path / "root")
+    old = etc_files(root)
+    monkeypatch.setattr(install_module, "undoing", undoing_then_signal)
+    result = run("install", ARTICLE, "--root", root)
+    monkeypatch.undo()
+    assert result.exit_code == 4, result.stderr
+    assert after_rule_findings(result.stderr, "KB206") == "interrupted by SIGTERM; nothing was changed\n"
+    assert etc_files(root) == old

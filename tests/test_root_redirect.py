@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,69 @@ def test_a_root_swapped_between_the_pin_and_the_first_change_is_refused(tmp_path
     with pytest.raises(RefusedError, match="changed while kvmbridge looked it up"):
         target.write_file("/etc/kvmbridge-probe", b"x\n", 0o644)
     assert not list(root.iterdir()) and not (tmp_path / "moved/etc/kvmbridge-probe").exists()
+
+
+def test_a_container_root_under_proc_is_the_container_s_not_the_host_s(tmp_path: Path) -> None:
+    """ATTACK9d F1: the first pin followed /proc/PID/root by its text ("/" for any pivot_root'ed
+    process), so `--root /proc/PID/root/...` wrote into the host's tree of the same name."""
+    require_root()
+    probe, fifo, nsroot = tmp_path / "probe", tmp_path / "fifo", tmp_path / "nsroot"
+    probe.mkdir()
+    nsroot.mkdir()
+    os.mkfifo(fifo)
+    script = (
+        f"mount -t tmpfs t {nsroot} && mkdir -p {nsroot}{probe} {nsroot}/old && cd {nsroot} && "
+        f"pivot_root . old && : > /pivoted && read x < /old{fifo}"  # builtins: nothing to exec in the new root
+    )
+    container = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+    try:
+        inside = Path(f"/proc/{container.pid}/root{probe}")
+        deadline = time.monotonic() + 30
+        while not Path(f"/proc/{container.pid}/root/pivoted").exists():  # before it, /proc/PID/root is ours
+            assert time.monotonic() < deadline and container.poll() is None, "no container"
+            time.sleep(0.05)
+        result = run("render", ARTICLE, "-o", inside / "out")
+        assert result.exit_code == 0, result.stderr
+        assert (inside / "out/etc/network/interfaces").is_file()
+        seed_old_host(inside / "img")
+        result = run("install", ARTICLE, "--root", inside / "img")
+        assert result.exit_code == 0, result.stderr
+        assert (inside / "img/var/lib/kvmbridge/state.json").is_file()
+        assert list(probe.iterdir()) == []  # the host's folder of the same name: untouched
+    finally:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # wakes the container's `read`
+        except OSError:
+            container.kill()
+        container.wait(timeout=30)
+
+
+def test_a_missing_root_is_never_made_through_another_user_s_link(tmp_path: Path) -> None:
+    """ATTACK9d F3: a missing `-o`/`--root` was made with makedirs by name, through a link the user
+    planted, before the pin could judge it: root-owned folders appeared wherever the link pointed."""
+    require_root()
+    home, victim = tmp_path / "home-alice", tmp_path / "victim"
+    home.mkdir()
+    victim.mkdir()
+    (home / "out").symlink_to(victim)
+    os.chown(home, NOBODY, NOBODY)
+    os.chown(home / "out", NOBODY, NOBODY, follow_symlinks=False)
+    commands: list[list[str | Path]] = [
+        ["render", ARTICLE, "-o", home / "out/sub/tree"],
+        ["install", ARTICLE, "--root", home / "out/x"],
+    ]
+    for args in commands:
+        result = run(*args)
+        assert result.exit_code in (2, 3), (args, result.stderr)
+        assert f"{home}: owned by uid {NOBODY}" in result.stderr, (args, result.stderr)
+        assert no_traceback(result.stdout, result.stderr)
+    assert list(victim.iterdir()) == []
+
+
+def test_render_into_a_link_loop_is_one_line(tmp_path: Path) -> None:
+    """ATTACK9d F7: pathlib's RuntimeError for a link loop came out as a traceback."""
+    (tmp_path / "l1").symlink_to("l2")
+    (tmp_path / "l2").symlink_to("l1")
+    result = run("render", ARTICLE, "-o", tmp_path / "l1")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(f"{tmp_path}/l1: cannot follow this path (") and result.stderr.count("\n") == 1

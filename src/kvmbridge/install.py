@@ -20,7 +20,7 @@ from .guard import (
     refuse_unreadable,
 )
 from .guardfiles import EXPIRED, GUARD, GUARD_FILES
-from .interrupts import undoing
+from .interrupts import checkpoint, undoing
 from .model import HostProfile
 from .plan import Change, Plan, make_plan
 from .preflight import area_refusal, linked_area_refusal, plan_refusal
@@ -60,6 +60,7 @@ def locked(root: Root) -> Iterator[None]:
         try:
             with root.lock(LOCK):
                 yield
+            checkpoint()  # a signal during a run that changed nothing still stops it, and says so
         except Interrupted as exc:  # before the first write: there is nothing to undo
             raise RolledBackError(f"{exc.strerror}; nothing was changed") from None
 

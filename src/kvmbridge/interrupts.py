@@ -35,6 +35,7 @@ class _State:
     def reset(self) -> None:
         self.mode = STOP
         self.committed = False
+        self.pending: int | None = None
         self.held: list[int] = []
 
 
@@ -52,13 +53,26 @@ class Stopped(BaseException):
 def _handler(signum: int, frame: FrameType | None) -> None:
     if _state.mode == HOLD:
         _state.held.append(signum)
-        return
-    if _state.mode == UNDO:
+    elif _state.mode == UNDO:
+        if _state.pending is None:  # acted on at the next step (`checkpoint`), never between two bytecodes
+            _state.pending = signum
+    else:
+        raise Stopped(signum)
+
+
+def checkpoint() -> None:
+    """Called by `Root` before each step it takes: a signal received inside a transaction interrupts it here.
+
+    Raising from the handler itself landed anywhere: in an `except` clause before the undo had
+    begun (ATTACK9d F2), between a change and its record (F4), before `locked`'s `try` (F5).
+    Between two steps is where every undo path is proven (the kill loops stop at each one).
+    """
+    if _state.mode == UNDO and _state.pending is not None:
         from .root import Interrupted  # loaded by then: only a transaction sets UNDO
 
-        _state.mode = HOLD  # before raising: a second signal must not interrupt the undo this one starts
+        signum, _state.pending = _state.pending, None
+        _state.mode = HOLD  # a second signal must not interrupt the undo this one starts
         raise Interrupted(errno.EINTR, f"interrupted by {signal.Signals(signum).name}")
-    raise Stopped(signum)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ a caller does with the folder it reaches; `rootread` reads through it and
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import KvmbridgeError, RefusedError
+from .interrupts import checkpoint
 
 # Larger than any configuration file kvmbridge manages: a 50 GB sparse file is an error, not a MemoryError.
 MAX_READ = 8 << 20
@@ -58,6 +60,7 @@ class RootWalk:
         The root is looked up by name once per `Root`: swapping the folder for a link while we
         work (ATTACK9c F7: 17 of 20 installs wrote into the other tree) changes nothing after that.
         """
+        checkpoint()
         if self._fd is None:
             self._fd = os.open(self.prefix, self._open_prefix)
         return os.open(".", DIR_FLAGS, dir_fd=self._fd)
@@ -100,6 +103,28 @@ class RootWalk:
 
     # -- walking --------------------------------------------------------------------------------
 
+    def _make_prefix(self) -> None:
+        """A missing root (`render -o NEW`, `install --root NEW`) is made one folder at a time from its
+        deepest existing folder, which as root is judged first like the root itself: a link another
+        user planted on the way is never followed to make folders elsewhere (ATTACK9d F3)."""
+        if os.geteuid() != 0:
+            os.makedirs(self.prefix, exist_ok=True)
+            return
+        existing, names = self.prefix, list[str]()
+        while not os.path.lexists(existing):
+            existing, names = existing.parent, [existing.name, *names]
+        fd, problem = _trusted_walk(existing, may_be_link=True)
+        try:
+            if problem is not None:
+                raise RefusedError(f"{problem}; as root, kvmbridge does not make {self.prefix} there")
+            for name in names:
+                with contextlib.suppress(FileExistsError):  # made meanwhile: judged before any change inside
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                fd, parent = os.open(name, DIR_FLAGS, dir_fd=fd), fd
+                os.close(parent)
+        finally:
+            os.close(fd)
+
     def _change(self, what: str, path: Path) -> None:
         """Called before every change to the tree: the refusal of a redirectable root, then the hook."""
         if self._fd is not None and self.redirectable() is not None:
@@ -108,6 +133,7 @@ class RootWalk:
                 "(move the tree somewhere only root can rename, or run as that user)"
             )
         self._mutating(what, path)
+        checkpoint()
 
     def _mutating(self, what: str, path: Path) -> None:
         """Hook called before every change to the tree; fault-injecting roots override it.
@@ -135,7 +161,7 @@ class RootWalk:
             if not create:
                 raise
             self._change("mkdir", self.prefix)
-            os.makedirs(self.prefix, exist_ok=True)
+            self._make_prefix()
             fd = self._root_fd()
         try:
             walked = ""
@@ -197,7 +223,14 @@ def _trusted_walk(prefix: Path, may_be_link: bool) -> tuple[int, str | None]:
                 at = at.parent
                 continue
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            problem = problem or _swappable(at, os.fstat(fd), name, st)
+            holder = os.fstat(fd)
+            problem = problem or _swappable(at, holder, name, st)
+            if stat.S_ISLNK(st.st_mode) and holder.st_dev == _proc_dev():
+                # /proc/PID/root and its kind are no text to follow (readlink says "/"): the kernel's hop.
+                fd, parent = os.open(name, DIR_FLAGS & ~os.O_NOFOLLOW, dir_fd=fd), fd
+                os.close(parent)
+                at = at / name
+                continue
             if stat.S_ISLNK(st.st_mode):
                 links += 1
                 if (not names and not may_be_link) or links > MAX_LINKS:
@@ -216,6 +249,13 @@ def _trusted_walk(prefix: Path, may_be_link: bool) -> tuple[int, str | None]:
         os.close(fd)
         raise
     return fd, problem
+
+
+def _proc_dev() -> int | None:
+    try:
+        return os.stat("/proc").st_dev
+    except OSError:
+        return None
 
 
 def _swappable(folder: Path, holder: os.stat_result, name: str, entry: os.stat_result) -> str | None:

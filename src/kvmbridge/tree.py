@@ -23,7 +23,11 @@ def write_tree(files: RenderedSet, output: Path, *, output_may_be_link: bool = T
     of it written from that descriptor. A tree is a review artefact, not a host's
     configuration: no fsync per file, one per folder at the end.
     """
-    if output.resolve() == Path("/"):
+    try:
+        real = output.resolve()
+    except (OSError, RuntimeError) as exc:  # a link loop is a RuntimeError in pathlib
+        raise UsageError(f"{output}: cannot follow this path ({exc}); nothing was written") from None
+    if real == Path("/"):
         raise UsageError(f"{output}: render -o will not write into /; use `kvmbridge install`")
     root = Root(output, prefix_may_be_link=output_may_be_link)
     with ExitStack() as opened:
