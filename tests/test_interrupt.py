@@ -492,3 +492,24 @@ def test_a_signal_as_the_transaction_begins_is_one_line_and_exit_4(
     assert result.exit_code == 4, result.stderr
     assert after_rule_findings(result.stderr, "KB206") == "interrupted by SIGTERM; nothing was changed\n"
     assert etc_files(root) == old
+
+
+def test_a_signal_after_the_last_step_before_the_commit_is_noted_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ATTACK9e F1: a signal during the final manifest write (after the last step's checkpoint) was
+    recorded, then dropped by commit(): exit 0 and not a word about it."""
+    from kvmbridge import interrupts
+
+    commit = interrupts.commit
+
+    def signal_then_commit() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        commit()
+
+    root = seed_old_host(tmp_path / "root")
+    monkeypatch.setattr("kvmbridge.transaction.commit", signal_then_commit)
+    result = run("install", ARTICLE, "--root", root)
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    assert "kvmbridge: SIGTERM arrived once the work was done: it stands as reported" in result.stderr

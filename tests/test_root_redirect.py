@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -232,3 +233,51 @@ def test_render_into_a_link_loop_is_one_line(tmp_path: Path) -> None:
     result = run("render", ARTICLE, "-o", tmp_path / "l1")
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith(f"{tmp_path}/l1: cannot follow this path (") and result.stderr.count("\n") == 1
+
+
+def test_without_proc_mounted_no_link_is_taken_for_a_magic_one(tmp_path: Path) -> None:
+    """ATTACK9e F3: with /proc an empty folder of `/` (a chroot, an image build), every link shared its
+    device, so the walk took the kernel's hop for all of them and never judged where they led."""
+    require_root()
+    alice = tmp_path / "alice"
+    seed_old_host(alice / "img")
+    os.chown(alice, NOBODY, NOBODY)
+    link = tmp_path / "lnk"
+    link.symlink_to(alice / "img")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    script = f"umount -l /proc && exec {sys.executable} -m kvmbridge install {ARTICLE} --root {link}"
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 3, result.stderr
+    assert f"{alice}: owned by uid {NOBODY}" in result.stderr
+    assert not (alice / "img/var/lib/kvmbridge").exists()
+
+
+def test_a_missing_root_is_not_made_in_a_folder_another_user_owns(tmp_path: Path) -> None:
+    """ATTACK9e F4: the walk judged the path up to the deepest existing folder but not that folder as
+    the holder of the first one made: root-owned out/ and out/t/ were left behind a refusal."""
+    require_root()
+    home = tmp_path / "home-nobody"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    result = run("render", ARTICLE, "-o", home / "out/t")
+    assert result.exit_code in (2, 3) and f"{home}: owned by uid {NOBODY}" in result.stderr, result.stderr
+    assert list(home.iterdir()) == []
+
+
+def test_a_signal_met_by_the_first_trust_judgement_is_not_swallowed(tmp_path: Path) -> None:
+    """ATTACK9e F2: `redirectable()` caught the checkpoint's Interrupted as any OSError: the signal was
+    lost and the judgement skipped (rollback went on to exit 0)."""
+    from kvmbridge import interrupts
+    from kvmbridge.root import Interrupted
+
+    root = Root(seed_old_host(tmp_path / "img"))
+    with interrupts.undoing():
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(Interrupted):
+            root.redirectable()

@@ -130,6 +130,9 @@ def hold() -> None:
 def commit() -> None:
     """The work is done: signals wait until the command has printed what it did."""
     _state.committed = True
+    if _state.pending is not None:  # arrived after the last step: noted with the report, never lost
+        _state.held.append(_state.pending)
+        _state.pending = None
     hold()
 
 

@@ -76,7 +76,9 @@ class RootWalk:
             return self._redirectable
         try:
             os.close(self._root_fd())
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.EINTR:  # a signal the transaction acts on (`checkpoint`): never swallowed
+                raise
             return None  # no root yet: judged once it exists, before any change inside it
         assert self._fd is not None
         self._judged = True
@@ -115,6 +117,8 @@ class RootWalk:
             existing, names = existing.parent, [existing.name, *names]
         fd, problem = _trusted_walk(existing, may_be_link=True)
         try:
+            # The folder that will hold the first new one is judged too, as if holding root's entry.
+            problem = problem or _swappable(existing, os.fstat(fd), names[0], os.stat("/"))
             if problem is not None:
                 raise RefusedError(f"{problem}; as root, kvmbridge does not make {self.prefix} there")
             for name in names:
@@ -252,10 +256,18 @@ def _trusted_walk(prefix: Path, may_be_link: bool) -> tuple[int, str | None]:
 
 
 def _proc_dev() -> int | None:
+    """procfs's device when it is mounted on /proc (its /proc/self is us), else None.
+
+    Without it, /proc is a plain folder of `/` sharing its device with every other: its "magic
+    links" would be every link there is (ATTACK9e F3, in a chroot without /proc).
+    """
     try:
-        return os.stat("/proc").st_dev
+        proc = os.stat("/proc")
+        if proc.st_dev == os.stat("/").st_dev or os.readlink("/proc/self") != str(os.getpid()):
+            return None
     except OSError:
         return None
+    return proc.st_dev
 
 
 def _swappable(folder: Path, holder: os.stat_result, name: str, entry: os.stat_result) -> str | None:
