@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,26 @@ def override_template(folder: Path, name: str, text: str) -> Path:
 
 
 ARTICLE = (GOLDEN / "article.toml").read_text()
+
+
+def _ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.fixture
+def terminal_signals() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP as in a terminal, for tests that send them.
+
+    kvmbridge keeps a signal ignored at start ignored (`nohup` must survive the hang-up), and a
+    suite started in the background, under nohup or by pytest-xdist's workers inherits SIGINT
+    and SIGHUP ignored: the tests would then prove nothing about Ctrl-C.
+    """
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, _ctrl_c)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -673,6 +673,7 @@ def test_the_guard_units_clear_every_python_variable_systemd_could_pass(root: Pa
         assert text.index("UnsetEnvironment=") < text.index("ExecStart=")
 
 
+@pytest.mark.usefixtures("terminal_signals")
 def test_a_signal_once_the_revert_committed_still_writes_its_record_and_report(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -698,6 +699,7 @@ def test_a_signal_once_the_revert_committed_still_writes_its_record_and_report(
     assert json.loads((root / EXPIRED).read_text())["backup"] == backup
 
 
+@pytest.mark.usefixtures("terminal_signals")
 def test_a_signal_during_confirm_never_leaves_half_the_guard_or_a_false_error(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,8 @@ from kvmbridge.state import list_backups, read_state
 from .conftest import GOLDEN, REPO, run, tree
 from .roots import FaultyRoot, Killed, KillingRoot, after_rule_findings, etc_files, no_traceback, seed_old_host
 
+pytestmark = pytest.mark.usefixtures("terminal_signals")
+
 ARTICLE = GOLDEN / "article.toml"
 OTHER = GOLDEN / "two-bridges.toml"
 

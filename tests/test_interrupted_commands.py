@@ -21,6 +21,8 @@ import pytest
 from .conftest import GOLDEN, REPO
 from .roots import no_traceback
 
+pytestmark = pytest.mark.usefixtures("terminal_signals")
+
 ARTICLE = GOLDEN / "article.toml"
 
 
@@ -49,7 +51,7 @@ def _start(tmp_path: Path, *args: str | Path, path: str | None = None) -> subpro
 
 
 _SIGINT_AS_IN_A_TERMINAL = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); signal.signal(signal.SIGHUP, signal.SIG_DFL); "
     "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
 )
 

@@ -270,6 +270,7 @@ def test_a_missing_root_is_not_made_in_a_folder_another_user_owns(tmp_path: Path
     assert list(home.iterdir()) == []
 
 
+@pytest.mark.usefixtures("terminal_signals")
 def test_a_signal_met_by_the_first_trust_judgement_is_not_swallowed(tmp_path: Path) -> None:
     """ATTACK9e F2: `redirectable()` caught the checkpoint's Interrupted as any OSError: the signal was
     lost and the judgement skipped (rollback went on to exit 0)."""
