@@ -2,13 +2,15 @@
 
 Outside a transaction a signal ends the command the way Ctrl-C does (`Stopped`, a BaseException
 so no `except OSError` swallows it; children are killed and temporary files removed on the way
-out). Inside one (`transaction.signals_undo`) it raises `Interrupted`, which the transaction undoes
-(exit 4). From that moment, while undoing, and once the work is committed, signals are only held:
-a second Ctrl-C never cuts an undo short, and a finished install is never reported as undone nor
-loses the report that names its backup set (review ATTACK9c F1, F2, F4, F5).
+out). Inside one (`undoing`) the handler only records it, and `Root` raises `Interrupted` at its
+next step (`checkpoint`), which the transaction undoes (exit 4). From then on, while undoing, and
+once the work is committed, signals are only held: a second Ctrl-C never cuts an undo short, and
+a finished install is never reported as undone nor loses the report that names its backup set
+(reviews ATTACK9c, 9d, 9e).
 
-Python runs handlers between bytecodes, so a handler that raises can land anywhere; the modes
-below are what keeps "anywhere" from mattering where it would.
+Python runs handlers between any two bytecodes: a handler that raised inside a transaction could
+land in an `except` clause or between a change and its record. Steps are where the crash tests
+prove every undo path, so that is where a transaction is interrupted.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def handled() -> Iterator[None]:
 
 @contextmanager
 def undoing() -> Iterator[None]:
-    """A transaction: signals raise `Interrupted` until it commits or starts undoing.
+    """A transaction: a signal interrupts it at the next step until it commits or starts undoing.
 
     Leaving it uncommitted (refused, failed, undone) goes back to ending the command; once
     committed, signals stay held until the command has said what it did.
