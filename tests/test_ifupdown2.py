@@ -39,7 +39,12 @@ def test_ifupdown2_syntax_check_accepts_every_ifupdown2_golden(ifupdown2_root: P
         shutil.copy(GOLDEN / case / "etc/network/interfaces", ifupdown2_root / f"tmp/{case}.interfaces")
     out = chroot(
         ifupdown2_root,
-        PRIVATE_RUN + 'for f in /tmp/*.interfaces; do echo "== $f"; ifup --syntax-check -a -i "$f" 2>&1; done',
+        # Asked again, as kvmbridge does, when netlink recv() errors are the only complaints (ifupdown2
+        # fills a netlink cache even here; 1 run in ~30 of the suite met one: nothing about the file).
+        PRIVATE_RUN + 'for f in /tmp/*.interfaces; do echo "== $f"; for try in 1 2 3; do '
+        'out=$(ifup --syntax-check -a -i "$f" 2>&1); '
+        "[ \"$(printf '%s\\n' \"$out\" | grep -vc 'recv() error')\" = 0 ] || break; done; "
+        "printf '%s\\n' \"$out\" | grep -v '^$' || true; done",
     )
     assert out.count("== ") == len(cases), out
     assert "error" not in out.lower() and "warning" not in out.lower(), out
