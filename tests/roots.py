@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import signal
 from pathlib import Path
+
+import pytest
 
 from kvmbridge.root import Root
 
@@ -131,3 +134,24 @@ def after_rule_findings(stderr: str, *ids: str) -> str:
     assert [line.split()[:2] for line in head] == [["warning:", i] for i in ids], stderr
     assert not lines[len(ids) :] or not lines[len(ids)].startswith("warning: KB2"), stderr
     return "".join(lines[len(ids) :])
+
+
+def signal_at_step(
+    monkeypatch: pytest.MonkeyPatch, step: int, *sigs: signal.Signals, then: OSError | None = None
+) -> dict[str, int]:
+    """Root sends itself `sigs` at its `step`th change (all pending at once: Python runs the first
+    handler, the others at its next check), then raises `then` if given. Returns the step count."""
+    count = {"n": 0}
+
+    def mutating(self: Root, what: str, path: Path) -> None:
+        count["n"] += 1
+        if count["n"] == step:
+            signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+            for sig in sigs:
+                os.kill(os.getpid(), sig)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+            if then is not None:
+                raise then
+
+    monkeypatch.setattr(Root, "_mutating", mutating)
+    return count

@@ -21,6 +21,7 @@ from kvmbridge.guard import MAX_RECORD_BYTES
 
 from .conftest import GOLDEN, require_root, require_tool, run, tree
 from .guardroots import EXECUTABLE, guardable_root
+from .roots import signal_at_step
 
 ARTICLE = GOLDEN / "article.toml"
 UNITS = "etc/systemd/system"
@@ -707,8 +708,6 @@ def test_a_signal_during_confirm_never_leaves_half_the_guard_or_a_false_error(
     naming a file that was removed. Now the removals go together: all done (exit 0) or none (exit 4)."""
     import signal
 
-    from kvmbridge.root import Root
-
     guarded(root)
     pristine = root.with_name("armed")
     shutil.copytree(root, pristine, symlinks=True)
@@ -717,14 +716,7 @@ def test_a_signal_during_confirm_never_leaves_half_the_guard_or_a_false_error(
         step += 1
         shutil.rmtree(root)
         shutil.copytree(pristine, root, symlinks=True)
-        count = {"n": 0}
-
-        def mutating(self: Root, what: str, path: Path, at: int = step, count: dict[str, int] = count) -> None:
-            count["n"] += 1
-            if count["n"] == at:
-                os.kill(os.getpid(), signal.SIGTERM)
-
-        monkeypatch.setattr(Root, "_mutating", mutating)
+        count = signal_at_step(monkeypatch, step, signal.SIGTERM)
         result = run("confirm", "--root", root)
         monkeypatch.undo()
         left = [rel for rel in GUARD_FILES if (root / rel).exists() or (root / rel).is_symlink()]

@@ -27,7 +27,16 @@ from kvmbridge.root import Interrupted, Root, sha256_of
 from kvmbridge.state import list_backups, read_state
 
 from .conftest import GOLDEN, REPO, run, tree
-from .roots import FaultyRoot, Killed, KillingRoot, after_rule_findings, etc_files, no_traceback, seed_old_host
+from .roots import (
+    FaultyRoot,
+    Killed,
+    KillingRoot,
+    after_rule_findings,
+    etc_files,
+    no_traceback,
+    seed_old_host,
+    signal_at_step,
+)
 
 pytestmark = pytest.mark.usefixtures("terminal_signals")
 
@@ -126,17 +135,6 @@ def test_kill_at_every_step_rerun_and_kill_again_then_one_rollback_restores_the_
     assert sequences >= 2 * n, sequences
 
 
-def _signal_at(monkeypatch: pytest.MonkeyPatch, step: int, sig: signal.Signals) -> None:
-    count = {"n": 0}
-
-    def mutating(self: Root, what: str, path: Path) -> None:
-        count["n"] += 1
-        if count["n"] == step:
-            os.kill(os.getpid(), sig)
-
-    monkeypatch.setattr(Root, "_mutating", mutating)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_at_any_step_undoes_the_install_and_exits_4(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
@@ -148,7 +146,7 @@ def test_a_signal_at_any_step_undoes_the_install_and_exits_4(
     for step in range(1, n + 1, every):
         root = tmp_path / f"{sig.name}{step}"
         shutil.copytree(pristine, root, symlinks=True)
-        _signal_at(monkeypatch, step, sig)
+        signal_at_step(monkeypatch, step, sig)
         result = run("install", ARTICLE, "--root", root)
         monkeypatch.undo()
         assert result.exit_code == 4, (step, result.exit_code, result.stdout, result.stderr)
@@ -172,7 +170,7 @@ def test_a_signal_during_rollback_undoes_it_and_exits_4(tmp_path: Path, monkeypa
     while True:
         root = tmp_path / f"r{step}"
         shutil.copytree(pristine, root, symlinks=True)
-        _signal_at(monkeypatch, step, signal.SIGTERM)
+        signal_at_step(monkeypatch, step, signal.SIGTERM)
         result = run("rollback", "--root", root)
         monkeypatch.undo()
         if result.exit_code == 0:
@@ -270,22 +268,6 @@ def test_a_killed_rollback_s_restored_originals_stay_the_admin_s_for_the_next_in
     assert restored_seen, "no kill fell after the original was restored"
 
 
-def _signals_at(monkeypatch: pytest.MonkeyPatch, step: int, *sigs: signal.Signals) -> None:
-    """Several signals at once: Python runs the first handler, the others at the next check, i.e.
-    while the first one's exception unwinds through Root's cleanups, before any undo has begun."""
-    count = {"n": 0}
-
-    def mutating(self: Root, what: str, path: Path) -> None:
-        count["n"] += 1
-        if count["n"] == step:  # all pending at once: no handler runs between the kills
-            signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-            for sig in sigs:
-                os.kill(os.getpid(), sig)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
-
-    monkeypatch.setattr(Root, "_mutating", mutating)
-
-
 def test_a_second_signal_while_the_first_unwinds_never_skips_the_undo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -296,7 +278,7 @@ def test_a_second_signal_while_the_first_unwinds_never_skips_the_undo(
     for step in range(1, len(steps_of_install(tmp_path)) + 1, 2):
         root = tmp_path / f"s{step}"
         shutil.copytree(pristine, root, symlinks=True)
-        _signals_at(monkeypatch, step, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        signal_at_step(monkeypatch, step, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         result = run("install", ARTICLE, "--root", root)
         monkeypatch.undo()
         assert result.exit_code == 4, (step, result.stderr)
@@ -453,15 +435,8 @@ def test_a_signal_and_a_full_disk_at_the_same_step_still_undo_everything(
     for step in range(first, len(log) + 1, 3):
         root = tmp_path / f"s{step}"
         shutil.copytree(pristine, root, symlinks=True)
-        count = {"n": 0}
-
-        def mutating(self: Root, what: str, path: Path, at: int = step, count: dict[str, int] = count) -> None:
-            count["n"] += 1
-            if count["n"] == at:
-                os.kill(os.getpid(), signal.SIGINT)
-                raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
-
-        monkeypatch.setattr(Root, "_mutating", mutating)
+        full = OSError(errno.ENOSPC, "No space left on device (injected)")
+        signal_at_step(monkeypatch, step, signal.SIGINT, then=full)
         result = run("install", ARTICLE, "--root", root)
         monkeypatch.undo()
         assert result.exit_code == 4, (step, result.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import KvmbridgeError, UsageError
 from .fileset import RenderedSet
-from .interrupts import whole
+from .interrupts import SIGNALS, whole
 from .plan import Change
 from .root import Root
 
@@ -118,7 +118,7 @@ def _checked(pairs: list[Pair], templates: Path | None, workers: int) -> Iterato
     jobs: list[tuple[ForkProcess, Connection]] = []
     try:
         # Blocked across the forks: a Ctrl-C landing in a child before `_work` ignores it printed a traceback.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             for part in slices[1:]:
                 receive, send = context.Pipe(duplex=False)
@@ -164,7 +164,6 @@ def _verdicts(part: list[Pair], templates: Path | None) -> tuple[list[Verdict], 
     return verdicts, None
 
 
-_GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -182,7 +181,7 @@ def _work(part: list[Pair], templates: Path | None, send: Connection, mask: set[
     _die_with(parent)
     # Ctrl-C reaches the whole process group, systemd's SIGTERM the whole unit: the parent alone
     # answers them and kills its workers (a worker's own KeyboardInterrupt printed a traceback).
-    for sig in _GROUP_SIGNALS:
+    for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     send.send(_verdicts(part, templates))

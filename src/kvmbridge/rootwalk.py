@@ -117,8 +117,8 @@ class RootWalk:
             existing, names = existing.parent, [existing.name, *names]
         fd, problem = _trusted_walk(existing, may_be_link=True)
         try:
-            # The folder that will hold the first new one is judged too, as if holding root's entry.
-            problem = problem or _swappable(existing, os.fstat(fd), names[0], os.stat("/"))
+            # The folder that will hold the first new one is judged too, holding root's entry.
+            problem = problem or _swappable(existing, os.fstat(fd), names[0], 0)
             if problem is not None:
                 raise RefusedError(f"{problem}; as root, kvmbridge does not make {self.prefix} there")
             for name in names:
@@ -228,7 +228,7 @@ def _trusted_walk(prefix: Path, may_be_link: bool) -> tuple[int, str | None]:
                 continue
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             holder = os.fstat(fd)
-            problem = problem or _swappable(at, holder, name, st)
+            problem = problem or _swappable(at, holder, name, st.st_uid)
             if stat.S_ISLNK(st.st_mode) and holder.st_dev == _proc_dev():
                 # /proc/PID/root and its kind are no text to follow (readlink says "/"): the kernel's hop.
                 fd, parent = os.open(name, DIR_FLAGS & ~os.O_NOFOLLOW, dir_fd=fd), fd
@@ -270,10 +270,10 @@ def _proc_dev() -> int | None:
     return proc.st_dev
 
 
-def _swappable(folder: Path, holder: os.stat_result, name: str, entry: os.stat_result) -> str | None:
+def _swappable(folder: Path, holder: os.stat_result, name: str, entry_uid: int) -> str | None:
     if holder.st_uid != 0:
         return f"{folder}: owned by uid {holder.st_uid}, who can swap {folder / name} for a link"
-    if holder.st_mode & 0o022 and not (holder.st_mode & stat.S_ISVTX and entry.st_uid == 0):
+    if holder.st_mode & 0o022 and not (holder.st_mode & stat.S_ISVTX and entry_uid == 0):
         return f"{folder}: writable by others, who can swap {folder / name} for a link"
     return None
 
