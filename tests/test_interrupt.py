@@ -36,6 +36,7 @@ from .roots import (
     no_traceback,
     seed_old_host,
     signal_at_step,
+    snapshot,
 )
 
 pytestmark = pytest.mark.usefixtures("terminal_signals")
@@ -490,3 +491,33 @@ def test_a_signal_after_the_last_step_before_the_commit_is_noted_not_lost(
     monkeypatch.undo()
     assert result.exit_code == 0, result.stderr
     assert "kvmbridge: SIGTERM arrived once the work was done: it stands as reported" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "ENOSPC"])
+def test_a_lock_never_made_leaves_no_folder_made_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """ATTACK9e F5: a signal (or a full disk) at the folders and the lock file of a host's first install
+    said "nothing was changed" and left var/, var/lib/ and var/lib/kvmbridge/ made, empty."""
+    log = steps_of_install(tmp_path)
+    lock = next(i for i, s in enumerate(log, 1) if s.startswith("lock "))
+    assert [s.split()[0] for s in log[: lock - 1]][-3:] == ["mkdir", "mkdir", "mkdir"], log[:lock]
+    pristine = seed_old_host(tmp_path / "pristine")
+    before = snapshot(pristine)
+    for step in range(lock - 3, lock + 1):
+        root = tmp_path / f"r{step}"
+        shutil.copytree(pristine, root, symlinks=True)
+        if how == "SIGTERM":
+            signal_at_step(monkeypatch, step, signal.SIGTERM)
+        else:
+            signal_at_step(monkeypatch, step, then=OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        result = run("install", ARTICLE, "--root", root)
+        monkeypatch.undo()
+        said = after_rule_findings(result.stderr, "KB206")
+        if how == "SIGTERM":
+            assert (result.exit_code, said) == (4, "interrupted by SIGTERM; nothing was changed\n"), step
+        else:
+            assert result.exit_code == 3, (step, said)
+            assert said.endswith("cannot create the lock file (No space left on device); nothing was changed\n"), said
+        assert snapshot(root) == before, (step, log[step - 1])
+        shutil.rmtree(root)

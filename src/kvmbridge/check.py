@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import KvmbridgeError, UsageError
 from .fileset import RenderedSet
-from .interrupts import SIGNALS, whole
+from .interrupts import SIGNALS, Stopped, whole
 from .plan import Change
 from .root import Root
 
@@ -265,9 +265,24 @@ def update_goldens(results: list[HostCheck]) -> None:
     refusals = [why for why in map(_update_refusal, changed) if why is not None]
     if refusals:
         raise UsageError(*refusals, "no golden tree was updated")
-    for result in changed:
-        with whole():  # cancelled (Ctrl-C, a CI job stopped): every tree is its old or its new self
-            update_golden(result)
+    updated: list[HostCheck] = []
+    try:
+        for result in changed:
+            with whole():  # cancelled (Ctrl-C, a CI job stopped): every tree is its old or its new self
+                update_golden(result)
+                updated.append(result)
+    except Stopped as exc:  # the report below is never printed: say which trees are new (ATTACK9d F6)
+        exc.add_note(_updated_before_the_signal(updated, len(changed)))
+        raise
+
+
+def _updated_before_the_signal(updated: list[HostCheck], changed: int) -> str:
+    from .profile import path_label
+
+    if not updated:
+        return f"none of the {changed} changed golden tree(s) was updated"
+    names = ", ".join(path_label(r.golden) for r in updated)
+    return f"{len(updated)} of {changed} changed golden tree(s) updated before it: {names}; the others are as they were"
 
 
 def update_golden(result: HostCheck) -> None:

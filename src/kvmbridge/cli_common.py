@@ -66,6 +66,8 @@ def handle_errors(func: F) -> F:
                 return result
         except interrupts.Stopped as exc:
             click.echo(f"kvmbridge: interrupted by {signal.Signals(exc.signum).name}", err=True)
+            for note in getattr(exc, "__notes__", ()):  # what was done before it, where that matters
+                click.echo(f"kvmbridge: {note}", err=True)
             _die_by(exc.signum)
         except BrokenPipeError:  # `kvmbridge render x.toml | head`: the reader left, not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

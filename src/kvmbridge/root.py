@@ -25,7 +25,7 @@ import functools
 import os
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,9 +82,11 @@ class Root(RootReader):
     """A target system mounted at `prefix` (`/` on a real host): `RootReader`'s reads, and the changes and lock."""
 
     @_names_errors
-    def makedirs(self, folder: str, mode: int = 0o755) -> list[str]:
-        """Create missing folders of `folder`; returns the ones this call made, outermost first."""
-        made: list[str] = []
+    def makedirs(self, folder: str, mode: int = 0o755, made: list[str] | None = None) -> list[str]:
+        """Create missing folders of `folder`; returns the ones this call made, outermost first.
+
+        `made` is filled as they are made: a caller cut short after the first can still remove them."""
+        made = [] if made is None else made
         with self._folder_made(safe_parts(folder), made, True, mode):
             return made
 
@@ -293,16 +295,25 @@ class Root(RootReader):
 
     @contextmanager
     def lock(self, dest: str) -> Iterator[None]:
-        """Hold an exclusive lock on file `dest` (made if missing); refused when someone else holds it."""
+        """Hold an exclusive lock on file `dest` (made if missing); refused when someone else holds it.
+
+        A lock file that was never made leaves no folder made for it: the refusal, or the
+        interruption, says "nothing was changed" (ATTACK9e F5). A lock file, once made, stays:
+        removing one another run may have opened would let two runs hold "the" lock.
+        """
         path = self.path(dest)
+        made: list[str] = []
         try:
-            self.makedirs(os.path.dirname(dest))
+            self.makedirs(os.path.dirname(dest), made=made)
             with self._parent(dest) as (dirfd, name):
                 self._change("lock", path)
                 fd = os.open(
                     name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=dirfd
                 )
         except OSError as exc:
+            for folder in reversed(made):
+                with suppress(OSError):  # the refusal below is the news; a folder left empty is not
+                    self.rmdir(folder)
             raise _lock_open_refusal(exc, path) from None
         try:
             _flock_regular(fd, path, fcntl.LOCK_EX)
