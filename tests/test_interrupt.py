@@ -493,31 +493,48 @@ def test_a_signal_after_the_last_step_before_the_commit_is_noted_not_lost(
     assert "kvmbridge: SIGTERM arrived once the work was done: it stands as reported" in result.stderr
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "ENOSPC"])
+def _steps_on(pristine: Path) -> list[str]:
+    """Every change a full install makes to a copy of `pristine`, named as if made to `pristine` itself."""
+    copy = pristine.with_name(f"{pristine.name}-count")
+    shutil.copytree(pristine, copy, symlinks=True)
+    counter = KillingRoot(copy, 0)
+    loaded = load_profile(ARTICLE)
+    install(loaded, render(loaded), counter, profile_path=ARTICLE, force=False)
+    shutil.rmtree(copy)
+    return [step.replace(str(copy), str(pristine)) for step in counter.log]
+
+
+@pytest.mark.parametrize("existing", ["", "var/lib"])
+@pytest.mark.parametrize("how", ["SIGTERM", "ENOSPC", "ENOSPC+SIGTERM"])
 def test_a_lock_never_made_leaves_no_folder_made_for_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, existing: str
 ) -> None:
     """ATTACK9e F5: a signal (or a full disk) at the folders and the lock file of a host's first install
-    said "nothing was changed" and left var/, var/lib/ and var/lib/kvmbridge/ made, empty."""
-    log = steps_of_install(tmp_path)
-    lock = next(i for i, s in enumerate(log, 1) if s.startswith("lock "))
-    assert [s.split()[0] for s in log[: lock - 1]][-3:] == ["mkdir", "mkdir", "mkdir"], log[:lock]
+    said "nothing was changed" and left var/, var/lib/ and var/lib/kvmbridge/ made, empty. Only what
+    this run made goes: the administrator's own empty var/lib (mode 0700) stays (ATTACK9f F5), and a
+    signal during a failing step does not stop the clean-up half way (ATTACK9f F2)."""
     pristine = seed_old_host(tmp_path / "pristine")
+    if existing:
+        (pristine / existing).mkdir(mode=0o700, parents=True)
+    log = _steps_on(pristine)
+    lock = next(i for i, s in enumerate(log, 1) if s.startswith("lock "))
+    missing = [f for f in ("var", "var/lib", "var/lib/kvmbridge") if not (pristine / f).exists()]
+    assert log[lock - 1 - len(missing) : lock - 1] == [f"mkdir {pristine / f}" for f in missing], log[:lock]
     before = snapshot(pristine)
-    for step in range(lock - 3, lock + 1):
+    for step in range(lock - len(missing), lock + 1):
         root = tmp_path / f"r{step}"
         shutil.copytree(pristine, root, symlinks=True)
-        if how == "SIGTERM":
-            signal_at_step(monkeypatch, step, signal.SIGTERM)
-        else:
-            signal_at_step(monkeypatch, step, then=OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        sigs = [signal.SIGTERM] if "SIGTERM" in how else []
+        fault = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if "ENOSPC" in how else None
+        signal_at_step(monkeypatch, step, *sigs, then=fault)
         result = run("install", ARTICLE, "--root", root)
         monkeypatch.undo()
         said = after_rule_findings(result.stderr, "KB206")
-        if how == "SIGTERM":
+        if fault is None:
             assert (result.exit_code, said) == (4, "interrupted by SIGTERM; nothing was changed\n"), step
         else:
             assert result.exit_code == 3, (step, said)
             assert said.endswith("cannot create the lock file (No space left on device); nothing was changed\n"), said
-        assert snapshot(root) == before, (step, log[step - 1])
+        assert no_traceback(result.stdout, result.stderr), step
+        assert snapshot(root) == before, log[step - 1]
         shutil.rmtree(root)

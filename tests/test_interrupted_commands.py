@@ -170,10 +170,8 @@ def _kill_at(step: int, *args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
 
 
-def test_check_update_cancelled_leaves_every_golden_tree_old_or_new(tmp_path: Path) -> None:
-    """ATTACK9c F6: a CI job cancelled during `check --update` left a golden tree half rewritten."""
-    from .conftest import tree
-
+def _changed_fleet(tmp_path: Path) -> Path:
+    """Two profiles whose golden trees no longer match (one also holds a stray file)."""
     fleet = tmp_path / "fleet"
     fleet.mkdir()
     for name in ("article", "filter-on"):
@@ -184,6 +182,14 @@ def test_check_update_cancelled_leaves_every_golden_tree_old_or_new(tmp_path: Pa
     )
     (fleet / "filter-on.toml").write_text((fleet / "filter-on.toml").read_text().replace('"k8s-node1"', '"k8s-node9"'))
     (fleet / "filter-on/etc/stray").write_text("stray\n")
+    return fleet
+
+
+def test_check_update_cancelled_leaves_every_golden_tree_old_or_new(tmp_path: Path) -> None:
+    """ATTACK9c F6: a CI job cancelled during `check --update` left a golden tree half rewritten."""
+    from .conftest import tree
+
+    fleet = _changed_fleet(tmp_path)
     pristine = tmp_path / "pristine"
     shutil.copytree(fleet, pristine)
     old = {name: tree(pristine / name) for name in ("article", "filter-on")}
@@ -213,14 +219,43 @@ def test_check_update_cancelled_leaves_every_golden_tree_old_or_new(tmp_path: Pa
             break
         assert result.returncode == -signal.SIGTERM, (step, result.stderr)
         # ATTACK9d F6: the report is never printed, so the last lines say which trees are new.
-        rewritten = [str(fleet / name) for name in old if tree(fleet / name) == new[name]]
-        said = (
-            f"{len(rewritten)} of 2 changed golden tree(s) updated before it: {', '.join(rewritten)}; "
-            "the others are as they were"
-            if rewritten
-            else "none of the 2 changed golden tree(s) was updated"
+        rewritten = [fleet / name for name in old if tree(fleet / name) == new[name]]
+        said = [f"golden tree updated before it: {path}" for path in rewritten]
+        said += [f"{2 - len(rewritten)} other changed golden tree(s) left as they were"] if len(rewritten) < 2 else []
+        assert result.stderr.endswith("".join(f"kvmbridge: {line}\n" for line in ["interrupted by SIGTERM", *said])), (
+            step,
+            result.stderr,
         )
-        assert result.stderr.endswith(f"kvmbridge: interrupted by SIGTERM\nkvmbridge: {said}\n"), (step, result.stderr)
         outcomes.add(len(rewritten))
     assert step > 4, step
     assert outcomes == {1, 2}, outcomes  # cut in the first tree (held to its end) and in the second
+
+
+_SIGTERM_AT_THE_REPORT = """
+import os, signal, sys
+from kvmbridge import views
+from kvmbridge.cli import main
+lines = views.check_lines
+def report(*args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return lines(*args)
+views.check_lines = report
+main()
+"""
+
+
+def test_check_update_signalled_during_its_report_finishes_it_and_says_so(tmp_path: Path) -> None:
+    """ATTACK9f F4: every golden tree was new, but a SIGTERM while the report was printed (a stalled CI
+    log) printed only "interrupted by SIGTERM": the report of what was rewritten was lost."""
+    fleet = _changed_fleet(tmp_path)
+    command = [sys.executable, "-c", _SIGINT_AS_IN_A_TERMINAL, "-c", _SIGTERM_AT_THE_REPORT]
+    result = subprocess.run(
+        [*command, "check", fleet / "article.toml", fleet / "filter-on.toml", "--update"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("2 profiles: 0 ok, 2 updated, 0 invalid\n"), result.stdout
+    assert result.stderr == "kvmbridge: SIGTERM arrived once the work was done: it stands as reported\n"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import KvmbridgeError, UsageError
 from .fileset import RenderedSet
-from .interrupts import SIGNALS, Stopped, whole
+from .interrupts import SIGNALS, Stopped, commit, whole
 from .plan import Change
 from .root import Root
 
@@ -271,18 +271,20 @@ def update_goldens(results: list[HostCheck]) -> None:
             with whole():  # cancelled (Ctrl-C, a CI job stopped): every tree is its old or its new self
                 update_golden(result)
                 updated.append(result)
-    except Stopped as exc:  # the report below is never printed: say which trees are new (ATTACK9d F6)
-        exc.add_note(_updated_before_the_signal(updated, len(changed)))
+    except Stopped as exc:  # the report is never printed: say which trees are new (ATTACK9d F6)
+        for line in _updated_before_the_signal(updated, len(changed)):
+            exc.add_note(line)
         raise
+    commit()  # every tree is new: a signal now waits for the report that says so (ATTACK9f F4)
 
 
-def _updated_before_the_signal(updated: list[HostCheck], changed: int) -> str:
+def _updated_before_the_signal(updated: list[HostCheck], changed: int) -> Iterator[str]:
+    """One line a tree: a comma or a newline in a folder's name never blurs which trees are new."""
     from .profile import path_label
 
-    if not updated:
-        return f"none of the {changed} changed golden tree(s) was updated"
-    names = ", ".join(path_label(r.golden) for r in updated)
-    return f"{len(updated)} of {changed} changed golden tree(s) updated before it: {names}; the others are as they were"
+    yield from (f"golden tree updated before it: {path_label(r.golden)}" for r in updated)
+    if len(updated) < changed:
+        yield f"{changed - len(updated)} other changed golden tree(s) left as they were"
 
 
 def update_golden(result: HostCheck) -> None:

@@ -52,7 +52,7 @@ def handle_errors(func: F) -> F:
         try:
             with interrupts.handled():
                 try:
-                    result = func(*args, **kwargs)
+                    return func(*args, **kwargs)
                 except KvmbridgeError as exc:
                     if os.environ.get("KVMBRIDGE_DEBUG"):
                         raise
@@ -60,10 +60,10 @@ def handle_errors(func: F) -> F:
                     for line in exc.lines:
                         click.echo(line, err=True)
                     sys.exit(exc.exit_code)
-                for signum in interrupts.late_signals():
-                    name = signal.Signals(signum).name
-                    click.echo(f"kvmbridge: {name} arrived once the work was done: it stands as reported", err=True)
-                return result
+                finally:  # a command that reports by its exit code (`check --update`) too
+                    for signum in interrupts.late_signals():
+                        name = signal.Signals(signum).name
+                        click.echo(f"kvmbridge: {name} arrived once the work was done: it stands as reported", err=True)
         except interrupts.Stopped as exc:
             click.echo(f"kvmbridge: interrupted by {signal.Signals(exc.signum).name}", err=True)
             for note in getattr(exc, "__notes__", ()):  # what was done before it, where that matters

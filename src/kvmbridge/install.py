@@ -36,7 +36,7 @@ from .state import (
     read_state,
     unfinished_manifest,
 )
-from .transaction import Op, apply, new_backup_id, remove_empty_folders, restore_ops
+from .transaction import Op, apply, new_backup_id, restore_ops
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def rollback(
             profile=chosen.profile,
             carried=pending if pending is not None and pending.id != chosen.id else None,
         )
-        remove_empty_folders(root, chosen.created_dirs)
+        root.remove_empty(chosen.created_dirs)
         return chosen, undo
 
 

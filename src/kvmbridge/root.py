@@ -24,12 +24,13 @@ import fcntl
 import functools
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import RefusedError
+from .interrupts import hold
 from .rootread import Interrupted, OnDisk, RootReader, sha256_of
 from .rootwalk import DIR_FLAGS, MAX_READ, TooLarge, linked_error, read_regular, safe_parts
 
@@ -237,6 +238,12 @@ class Root(RootReader):
             return
 
     @_names_errors
+    def remove_empty(self, folders: Iterable[str]) -> None:
+        """Best effort, deepest first as given: an empty folder left behind is harmless, so a failure here is none."""
+        for folder in folders:
+            with suppress(OSError):
+                self.rmdir(folder)
+
     def rmdir(self, dest: str) -> bool:
         """Remove an empty folder; False when it is missing, not empty or not a folder."""
         path = self.path(dest)
@@ -311,9 +318,8 @@ class Root(RootReader):
                     name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=dirfd
                 )
         except OSError as exc:
-            for folder in reversed(made):
-                with suppress(OSError):  # the refusal below is the news; a folder left empty is not
-                    self.rmdir(folder)
+            hold()  # undoing: a signal now must not cut the clean-up short, nor be taken for a failed rmdir
+            self.remove_empty(reversed(made))
             raise _lock_open_refusal(exc, path) from None
         try:
             _flock_regular(fd, path, fcntl.LOCK_EX)

@@ -205,15 +205,6 @@ def _missing_folders(root: Root, ops: Sequence[Op], carried: Manifest | None) ->
     return tuple(sorted(missing, key=lambda f: (-f.count("/"), f)))
 
 
-def remove_empty_folders(root: Root, folders: Sequence[str]) -> None:
-    """Best effort: an empty folder left behind is harmless, so a failure here is no failure."""
-    for folder in folders:
-        try:
-            root.rmdir(folder)
-        except OSError:
-            continue
-
-
 def _discard(root: Root, folder: str) -> None:
     """Remove a backup set that never protected anything (its writes never began, or were all undone).
 
@@ -311,7 +302,7 @@ def _undo(root: Root, manifest: Manifest, done: list[Op], before: dict[str, OnDi
                 f"{op.path}: not restored ({exc.strerror or exc}); its backup: "
                 f"{root.path(backup_copy(manifest.id, op.path)) if op.data is not None else 'did not exist'}"
             )
-    remove_empty_folders(root, [d for d in manifest.created_dirs if not d.startswith(BACKUPS)])
+    root.remove_empty(d for d in manifest.created_dirs if not d.startswith(BACKUPS))
     if not left:
         _discard(root, backup_dir(manifest.id))  # everything is as before: the set would only mislead `rollback`
         raise RolledBackError(f"failed: {reason}; every file was restored as it was, nothing changed")
