@@ -47,7 +47,11 @@ OTHER = GOLDEN / "two-bridges.toml"
 
 def steps_of_install(base: Path, profile: Path = ARTICLE) -> list[str]:
     """Every change a full install makes to a fresh copy of the old host, in order."""
-    root = seed_old_host(base / "count")
+    return steps_on(seed_old_host(base / "count"), profile)
+
+
+def steps_on(root: Path, profile: Path = ARTICLE) -> list[str]:
+    """Every change a full install makes to `root`, in order; `root` is deleted afterwards."""
     counter = KillingRoot(root, 0)
     loaded = load_profile(profile)
     install(loaded, render(loaded), counter, profile_path=profile, force=False)
@@ -497,11 +501,7 @@ def _steps_on(pristine: Path) -> list[str]:
     """Every change a full install makes to a copy of `pristine`, named as if made to `pristine` itself."""
     copy = pristine.with_name(f"{pristine.name}-count")
     shutil.copytree(pristine, copy, symlinks=True)
-    counter = KillingRoot(copy, 0)
-    loaded = load_profile(ARTICLE)
-    install(loaded, render(loaded), counter, profile_path=ARTICLE, force=False)
-    shutil.rmtree(copy)
-    return [step.replace(str(copy), str(pristine)) for step in counter.log]
+    return [step.replace(str(copy), str(pristine)) for step in steps_on(copy)]
 
 
 @pytest.mark.parametrize("existing", ["", "var/lib"])

@@ -237,13 +237,13 @@ class Root(RootReader):
         except FileNotFoundError:
             return
 
-    @_names_errors
     def remove_empty(self, folders: Iterable[str]) -> None:
         """Best effort, deepest first as given: an empty folder left behind is harmless, so a failure here is none."""
         for folder in folders:
             with suppress(OSError):
                 self.rmdir(folder)
 
+    @_names_errors
     def rmdir(self, dest: str) -> bool:
         """Remove an empty folder; False when it is missing, not empty or not a folder."""
         path = self.path(dest)
